@@ -1,0 +1,67 @@
+import { mkdir } from "node:fs/promises";
+import { PGlite } from "@electric-sql/pglite";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
+import { PrismaClient } from "../generated/prisma/client.ts";
+
+export interface Database {
+  /** "postgres" for a server at DATABASE_URL, "embedded" for PGlite in DATA_DIR. */
+  kind: "postgres" | "embedded";
+  /** Raw pool for the hot, hand-written SQL (the status state machine). */
+  pool: pg.Pool;
+  /** Prisma over the same pool for everything else. */
+  prisma: PrismaClient;
+  /** A URL a second connection (LISTEN, migrations CLI) can use; undefined when embedded. */
+  url: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  url: string | undefined;
+  dataDir: string;
+  poolSize: number;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url) {
+    return wrap("postgres", makePool(options.url, options.poolSize), options.url, async () => {});
+  }
+  // Embedded: PGlite served over the Postgres wire protocol on loopback, so the very same pg/Prisma
+  // code runs against it. It is one session, so the pool holds one connection.
+  await mkdir(options.dataDir, { recursive: true });
+  const db = await PGlite.create(options.dataDir);
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
+  await server.start();
+  const url = `postgresql://postgres@${server.getServerConn()}/postgres`;
+  return wrap("embedded", makePool(url, 1), undefined, async () => {
+    await server.stop();
+    await db.close();
+  });
+}
+
+function makePool(connectionString: string, max: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
+  // An idle client whose server went away emits here; without a listener it would crash the process.
+  pool.on("error", () => {});
+  return pool;
+}
+
+function wrap(kind: Database["kind"], pool: pg.Pool, url: string | undefined, stop: () => Promise<void>): Database {
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  let closed: Promise<void> | undefined;
+  return {
+    kind,
+    pool,
+    prisma,
+    url,
+    close() {
+      closed ??= (async () => {
+        await prisma.$disconnect();
+        await pool.end();
+        await stop();
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,13 @@
+// `npm run migrate`: apply pending migrations to DATABASE_URL (or the embedded database) and exit.
+import { loadConfig } from "../config.ts";
+import { openDatabase } from "./database.ts";
+import { applyMigrations } from "./migrate.ts";
+
+const config = loadConfig();
+const db = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: 1 });
+try {
+  const applied = await applyMigrations(db.pool);
+  console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
+} finally {
+  await db.close();
+}

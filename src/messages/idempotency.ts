@@ -1,0 +1,90 @@
+import { createHmac } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Database } from "../db/database.ts";
+import type { Prisma } from "../generated/prisma/client.ts";
+import { AppError } from "../http/problem.ts";
+
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+
+export interface StoredAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * A fingerprint of the request body. Keyed with the caller's API key so that the stored value cannot be
+ * brute-forced back to a short OTP by someone who can read the table.
+ */
+export function requestFingerprint(body: unknown, apiKey: string): string {
+  return createHmac("sha256", `idempotency:${apiKey}`).update(JSON.stringify(body)).digest("hex");
+}
+
+export type Claim = { kind: "claimed" } | { kind: "replay"; answer: StoredAnswer };
+
+/**
+ * Claims (scope, key) for this request, or returns the first request's answer. A concurrent twin waits for
+ * the first to finish (it never calls Betatel itself). Same key, different body: 422.
+ */
+export async function claimIdempotencyKey(
+  db: Database,
+  scope: string,
+  key: string,
+  fingerprint: string,
+  waitMs: number,
+): Promise<Claim> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const { count } = await db.prisma.idempotencyKey.createMany({
+      data: [{ scope, key, requestHash: fingerprint }],
+      skipDuplicates: true,
+    });
+    if (count === 1) return { kind: "claimed" };
+    const existing = await db.prisma.idempotencyKey.findUnique({ where: { scope_key: { scope, key } } });
+    if (!existing) continue; // released between our insert and read: try to claim it again
+    if (Date.now() - existing.createdAt.getTime() > IDEMPOTENCY_TTL_MS) {
+      await db.prisma.idempotencyKey.deleteMany({ where: { scope, key, createdAt: existing.createdAt } });
+      continue;
+    }
+    if (existing.requestHash !== fingerprint) {
+      throw new AppError(
+        422,
+        "idempotency_key_reused",
+        "Idempotency key reused",
+        "This Idempotency-Key was used with a different request body.",
+      );
+    }
+    if (existing.responseStatus !== null) {
+      return { kind: "replay", answer: { status: existing.responseStatus, body: existing.responseBody } };
+    }
+    if (Date.now() >= deadline) {
+      // The first request never finished (it crashed or lost the database): whether Betatel sent the OTP is
+      // unknown, so this key cannot safely send again.
+      throw new AppError(
+        409,
+        "idempotency_key_in_progress",
+        "Request in progress",
+        "A request with this Idempotency-Key has not finished; retry later or use a new key.",
+        {},
+        { "Retry-After": "1" },
+      );
+    }
+    await sleep(50);
+  }
+}
+
+export async function saveIdempotentAnswer(
+  db: Database,
+  scope: string,
+  key: string,
+  answer: StoredAnswer,
+): Promise<void> {
+  await db.prisma.idempotencyKey.update({
+    where: { scope_key: { scope, key } },
+    data: { responseStatus: answer.status, responseBody: answer.body as Prisma.InputJsonValue },
+  });
+}
+
+/** Frees the key after a failure that sent nothing, so the caller may retry with the same key. */
+export async function releaseIdempotencyKey(db: Database, scope: string, key: string): Promise<void> {
+  await db.prisma.idempotencyKey.deleteMany({ where: { scope, key, responseStatus: null } });
+}

@@ -1,0 +1,75 @@
+import type { Database } from "../db/database.ts";
+import type { RunSql } from "../db/sql.ts";
+import type { Message, MessageEvent } from "../generated/prisma/client.ts";
+import { settleBuffered } from "../webhooks/apply.ts";
+import type { EventView, MessageSummary, MessageView } from "./schemas.ts";
+
+export interface NewMessage {
+  uuid: string;
+  to: string;
+  textLength: number;
+}
+
+/**
+ * Stores a message Betatel accepted, with its PENDING event, and applies any statuses that arrived before
+ * it (buffered), all in one transaction. Returns the created row; if the uuid is already stored (Betatel
+ * answered the same uuid twice), returns the existing row unchanged.
+ */
+export async function createMessage(db: Database, message: NewMessage): Promise<MessageSummary> {
+  const row = await db.prisma.$transaction(async (tx) => {
+    const sql: RunSql = (text, values = []) => tx.$queryRawUnsafe(text, ...values);
+    const created = await tx.message.createManyAndReturn({ data: [message], skipDuplicates: true });
+    const first = created[0];
+    if (!first) return tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
+    await tx.messageEvent.create({
+      data: {
+        uuid: message.uuid,
+        status: "PENDING",
+        outcome: "applied",
+        occurredAt: first.createdAt,
+        receivedAt: first.createdAt,
+        source: "api",
+      },
+    });
+    const settled = await settleBuffered(sql, message.uuid);
+    return settled.size > 0 ? tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } }) : first;
+  });
+  return toSummary(row);
+}
+
+export async function findMessage(db: Database, uuid: string): Promise<MessageView | undefined> {
+  const [message, events] = await Promise.all([
+    db.prisma.message.findUnique({ where: { uuid } }),
+    db.prisma.messageEvent.findMany({ where: { uuid }, orderBy: [{ occurredAt: "asc" }, { id: "asc" }] }),
+  ]);
+  if (!message) return undefined;
+  return { ...toSummary(message), events: events.map(toEventView) };
+}
+
+const iso = (date: Date | null) => date?.toISOString() ?? null;
+
+export function toSummary(row: Message): MessageSummary {
+  return {
+    uuid: row.uuid,
+    to: row.to,
+    status: row.status,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    sentAt: iso(row.sentAt),
+    deliveredAt: iso(row.deliveredAt),
+    readAt: iso(row.readAt),
+    failedAt: iso(row.failedAt),
+    expiredAt: iso(row.expiredAt),
+    error: row.errorCode || row.errorMessage ? { code: row.errorCode, message: row.errorMessage } : null,
+  };
+}
+
+function toEventView(row: MessageEvent): EventView {
+  return {
+    status: row.status,
+    outcome: row.outcome as EventView["outcome"],
+    occurredAt: row.occurredAt.toISOString(),
+    receivedAt: row.receivedAt.toISOString(),
+    source: row.source,
+  };
+}

@@ -1,0 +1,45 @@
+import express, { Router } from "express";
+import { withStorage } from "../db/errors.ts";
+import { notFound } from "../http/problem.ts";
+import { parseOrThrow, requireJsonBody } from "../http/validate.ts";
+import { findMessage } from "./repository.ts";
+import { idempotencyKeySchema, messageUuidSchema, sendMessageBodySchema } from "./schemas.ts";
+import { type SendDeps, sendMessage } from "./send.ts";
+
+export const MESSAGE_BODY_LIMIT = "64kb";
+
+/** `POST /v1/messages` and `GET /v1/messages/:uuid`. */
+export function messagesRouter(deps: SendDeps): Router {
+  const router = Router();
+
+  router.post("/", requireJsonBody, express.json({ limit: MESSAGE_BODY_LIMIT, strict: true }), async (req, res) => {
+    const body = parseOrThrow(sendMessageBodySchema, req.body);
+    const rawKey = req.get("idempotency-key");
+    const idempotencyKey =
+      rawKey === undefined ? undefined : parseOrThrow(idempotencyKeySchema, rawKey, "headers.idempotency-key");
+    const answer = await sendMessage(deps, {
+      body,
+      idempotencyKey,
+      apiKeyId: res.locals.apiKeyId,
+      apiKey: res.locals.apiKey,
+    });
+    if (answer.status >= 400) {
+      res.status(answer.status).type("application/problem+json").json(answer.body);
+      return;
+    }
+    const { uuid } = answer.body as { uuid: string };
+    res
+      .status(answer.status)
+      .location(`/v1/messages/${encodeURIComponent(uuid)}`)
+      .json(answer.body);
+  });
+
+  router.get("/:uuid", async (req, res) => {
+    const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
+    const message = await withStorage(() => findMessage(deps.db, uuid));
+    if (!message) throw notFound(`No message with uuid ${uuid}.`, "message_not_found");
+    res.json(message);
+  });
+
+  return router;
+}

@@ -1,0 +1,82 @@
+import { z } from "zod";
+import { normalizePhone } from "./phone.ts";
+import { STATUSES } from "./status.ts";
+
+export const statusSchema = z.enum(STATUSES);
+
+export const phoneNumberSchema = z
+  .string()
+  .max(64)
+  .transform((value, ctx) => {
+    const digits = normalizePhone(value);
+    if (digits) return digits;
+    ctx.addIssue({ code: "custom", message: "must be a valid international phone number (E.164, at most 15 digits)" });
+    return z.NEVER;
+  })
+  .meta({
+    description: "International number; `+`, spaces and dashes allowed. Normalised to digits.",
+    example: "38761444555",
+  });
+
+export const sendMessageBodySchema = z
+  .strictObject({
+    to: phoneNumberSchema,
+    text: z
+      .string()
+      .refine((text) => {
+        const length = [...text].length;
+        return length >= 1 && length <= 4096;
+      }, "must be 1 to 4096 characters")
+      .meta({
+        description: "The OTP message. Never stored in clear and never logged.",
+        example: "Your code is 482910",
+      }),
+  })
+  .meta({ id: "SendMessageRequest" });
+export type SendMessageBody = z.output<typeof sendMessageBodySchema>;
+
+export const idempotencyKeySchema = z.string().min(1).max(255);
+
+export const messageUuidSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._:-]{1,255}$/, "must be a message uuid")
+  .meta({ example: "01JV5V54KPYK9GB29265EQRZ2P" });
+
+const timestamp = z.iso.datetime({ offset: true });
+const nullableTimestamp = timestamp.nullable();
+
+export const createdMessageSchema = z
+  .object({ uuid: z.string(), to: z.string(), status: z.literal("PENDING"), createdAt: timestamp })
+  .meta({ id: "CreatedMessage" });
+
+export const eventSchema = z
+  .object({
+    status: statusSchema,
+    outcome: z.enum(["applied", "stale", "rejected", "buffered"]),
+    occurredAt: timestamp,
+    receivedAt: timestamp,
+    source: z.string(),
+  })
+  .meta({ id: "MessageEvent" });
+
+export const messageSummarySchema = z
+  .object({
+    uuid: z.string(),
+    to: z.string(),
+    status: statusSchema,
+    createdAt: timestamp,
+    updatedAt: timestamp,
+    sentAt: nullableTimestamp,
+    deliveredAt: nullableTimestamp,
+    readAt: nullableTimestamp,
+    failedAt: nullableTimestamp,
+    expiredAt: nullableTimestamp,
+    error: z.object({ code: z.string().nullable(), message: z.string().nullable() }).nullable(),
+  })
+  .meta({ id: "MessageSummary" });
+
+export const messageSchema = messageSummarySchema.extend({ events: z.array(eventSchema) }).meta({ id: "Message" });
+
+export type MessageSummary = z.output<typeof messageSummarySchema>;
+export type MessageView = z.output<typeof messageSchema>;
+export type EventView = z.output<typeof eventSchema>;

@@ -1,0 +1,119 @@
+import type { Logger } from "pino";
+import type { Betatel } from "../betatel/client.ts";
+import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
+import type { Database } from "../db/database.ts";
+import { isDatabaseUnavailable, withStorage } from "../db/errors.ts";
+import { AppError, problemBody } from "../http/problem.ts";
+import {
+  claimIdempotencyKey,
+  releaseIdempotencyKey,
+  requestFingerprint,
+  type StoredAnswer,
+  saveIdempotentAnswer,
+} from "./idempotency.ts";
+import { maskPhone } from "./phone.ts";
+import { createMessage } from "./repository.ts";
+import type { SendMessageBody } from "./schemas.ts";
+
+export interface SendDeps {
+  db: Database;
+  betatel: Betatel;
+  logger: Logger;
+  betatelTimeoutMs: number;
+}
+
+export interface SendRequest {
+  body: SendMessageBody;
+  idempotencyKey: string | undefined;
+  apiKeyId: string;
+  apiKey: string;
+}
+
+const PROVIDER_PROBLEMS: Record<BetatelFailure, { status: number; code: string; title: string }> = {
+  rejected: { status: 422, code: "provider_rejected", title: "Betatel rejected the message" },
+  auth_failed: { status: 502, code: "provider_auth_failed", title: "Betatel refused our credentials" },
+  payment_required: { status: 502, code: "provider_payment_required", title: "Betatel account needs funds" },
+  unavailable: { status: 502, code: "provider_unavailable", title: "Betatel is unavailable" },
+  timeout: { status: 504, code: "provider_timeout", title: "Betatel did not answer in time" },
+};
+
+function providerProblem(error: BetatelError): AppError {
+  const problem = PROVIDER_PROBLEMS[error.failure];
+  // Only a rejection carries Betatel's words: they tell the caller what to change. Other reasons are ours to fix.
+  const detail = error.failure === "rejected" && error.reason ? error.reason : error.message;
+  return new AppError(problem.status, problem.code, problem.title, detail);
+}
+
+function toAnswer(error: AppError): StoredAnswer {
+  return { status: error.status, body: problemBody(error) };
+}
+
+/**
+ * Sends one OTP: claim the idempotency key (or replay its answer), call Betatel, store the message as
+ * PENDING. The database is touched before Betatel, so with the database down nothing is sent (503).
+ */
+export async function sendMessage(deps: SendDeps, request: SendRequest): Promise<StoredAnswer> {
+  const { db, betatel, logger } = deps;
+  const { idempotencyKey: key, apiKeyId: scope } = request;
+
+  if (key) {
+    const fingerprint = requestFingerprint(request.body, request.apiKey);
+    // A twin waits at most as long as the first request can take.
+    const claim = await withStorage(() =>
+      claimIdempotencyKey(db, scope, key, fingerprint, deps.betatelTimeoutMs + 5_000),
+    );
+    if (claim.kind === "replay") return claim.answer;
+  } else {
+    await withStorage(() => db.pool.query("SELECT 1"));
+  }
+
+  let sent: { uuid: string };
+  try {
+    sent = await betatel.sendOtp({ to: request.body.to, text: request.body.text });
+  } catch (error) {
+    if (!(error instanceof BetatelError)) throw error;
+    logger.warn(
+      { failure: error.failure, betatelStatus: error.status, to: maskPhone(request.body.to) },
+      "betatel send failed",
+    );
+    const problem = providerProblem(error);
+    if (key) {
+      // After a timeout the OTP may have gone out: keep the answer so a retry cannot send a second one.
+      // Any other failure sent nothing: free the key for a retry.
+      await (error.failure === "timeout"
+        ? saveIdempotentAnswer(db, scope, key, toAnswer(problem))
+        : releaseIdempotencyKey(db, scope, key)
+      ).catch(() => {});
+    }
+    throw problem;
+  }
+
+  try {
+    const message = await createMessage(db, {
+      uuid: sent.uuid,
+      to: request.body.to,
+      textLength: [...request.body.text].length,
+    });
+    const answer: StoredAnswer = {
+      status: 201,
+      body: { uuid: message.uuid, to: message.to, status: "PENDING", createdAt: message.createdAt },
+    };
+    if (key) await saveIdempotentAnswer(db, scope, key, answer);
+    logger.info({ uuid: message.uuid, to: maskPhone(message.to) }, "otp sent");
+    return answer;
+  } catch (error) {
+    // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost.
+    logger.error({ err: error, uuid: sent.uuid }, "betatel accepted the otp but storing it failed");
+    if (isDatabaseUnavailable(error)) {
+      throw new AppError(
+        503,
+        "storage_unavailable",
+        "Storage unavailable",
+        "Betatel accepted the message but the database is not reachable; its status cannot be tracked yet.",
+        { uuid: sent.uuid },
+        { "Retry-After": "5" },
+      );
+    }
+    throw error;
+  }
+}

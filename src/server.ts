@@ -1,0 +1,90 @@
+import type { AddressInfo } from "node:net";
+import { createApp } from "./app.ts";
+import { createBetatelClient } from "./betatel/client.ts";
+import { createSandboxBetatel } from "./betatel/sandbox.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { openDatabase } from "./db/database.ts";
+import { applyMigrations } from "./db/migrate.ts";
+import { createLogger } from "./http/logging.ts";
+
+function readConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+const config = readConfig();
+const logger = createLogger(config.LOG_LEVEL);
+
+const db = await openDatabase({
+  url: config.DATABASE_URL,
+  dataDir: config.DATA_DIR,
+  poolSize: config.DATABASE_POOL_SIZE,
+});
+const applied = await applyMigrations(db.pool);
+logger.info(
+  { database: db.kind, applied },
+  db.kind === "embedded" ? `embedded database in ${config.DATA_DIR}` : "database ready",
+);
+
+let port = config.PORT;
+const sandbox = config.betatel
+  ? undefined
+  : createSandboxBetatel({
+      webhookUrl: () => `${config.PUBLIC_URL ?? `http://127.0.0.1:${port}`}/webhooks/betatel`,
+      webhookSecret: config.WEBHOOK_SECRET,
+      signingSecret: config.WEBHOOK_SIGNING_SECRET,
+      stepMs: config.SANDBOX_STEP_MS,
+      failureRate: config.SANDBOX_FAILURE_RATE,
+      logger,
+    });
+const betatel =
+  sandbox ??
+  createBetatelClient({
+    baseUrl: config.BETATEL_BASE_URL,
+    timeoutMs: config.BETATEL_TIMEOUT_MS,
+    apiKey: config.betatel?.apiKey ?? "",
+    accountId: config.betatel?.accountId ?? "",
+  });
+
+if (sandbox) logger.warn("SANDBOX MODE: no Betatel credentials, NOTHING IS SENT TO WHATSAPP; statuses are simulated");
+if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook accepts unauthenticated requests");
+if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it");
+
+const app = createApp({ config, db, betatel, logger });
+const server = app.listen(config.PORT, (error?: Error) => {
+  if (error) {
+    logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
+    process.exit(1);
+  }
+  port = (server.address() as AddressInfo).port;
+  logger.info({ port }, "listening");
+});
+// Bounded waits for slow clients; keep-alive a little above common load balancer idle timeouts.
+server.requestTimeout = 30_000;
+server.headersTimeout = 10_000;
+server.keepAliveTimeout = 65_000;
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, "shutting down: finishing in-flight requests");
+  sandbox?.stop();
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const forced = setTimeout(() => server.closeAllConnections(), 25_000);
+  await closed;
+  clearTimeout(forced);
+  await db.close();
+  logger.info("stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));

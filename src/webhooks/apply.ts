@@ -1,0 +1,214 @@
+import type pg from "pg";
+import { inTransaction, type RunSql } from "../db/sql.ts";
+import type { Status } from "../messages/status.ts";
+import { type Outcome, TRANSITIONS } from "./state-machine.ts";
+
+/** One validated status event, ready to be applied. */
+export interface StatusEvent {
+  uuid: string;
+  status: Status;
+  /** The event's own time; null means "when it was received". */
+  occurredAt: Date | null;
+  source: string;
+  payload: unknown;
+  errorCode: string | null;
+  errorMessage: string | null;
+  wamId: string | null;
+}
+
+export type AppliedOutcome = Exclude<Outcome, "invalid">;
+
+// The decision table, generated from `decide`, so the SQL and the pure function cannot drift apart.
+const TRANSITION_TABLE = `transition(cur, inc, decision) AS (VALUES ${TRANSITIONS.map(
+  ([current, incoming, decision]) => `('${current}'::message_status, '${incoming}'::message_status, '${decision}')`,
+).join(", ")})`;
+
+const timestampFill = (status: Status, column: string) =>
+  `${column} = CASE WHEN s.status = '${status}' THEN COALESCE(m.${column}, s.occurred_at) ELSE m.${column} END`;
+
+// Applies decided events (`s`: uuid, status, outcome, occurred_at, error_code, error_message, wam_id) to their
+// message rows. `applied` moves the status; `applied` and `stale` fill that status's timestamp if empty.
+const UPDATE_MESSAGES = `UPDATE messages m SET
+    status = CASE WHEN s.outcome = 'applied' THEN s.status ELSE m.status END,
+    ${timestampFill("SENT", "sent_at")},
+    ${timestampFill("DELIVERED", "delivered_at")},
+    ${timestampFill("READ", "read_at")},
+    ${timestampFill("FAILED", "failed_at")},
+    ${timestampFill("EXPIRED", "expired_at")},
+    error_code = CASE WHEN s.status = 'FAILED' AND s.outcome = 'applied' THEN s.error_code ELSE m.error_code END,
+    error_message = CASE WHEN s.status = 'FAILED' AND s.outcome = 'applied' THEN s.error_message ELSE m.error_message END,
+    wam_id = COALESCE(m.wam_id, s.wam_id),
+    updated_at = now()
+  FROM decided s
+  WHERE m.uuid = s.uuid AND s.outcome IN ('applied', 'stale')`;
+
+/**
+ * One statement for a set of events with distinct uuids: lock the known message rows (in uuid order, so
+ * concurrent batches cannot deadlock), decide each event against the locked current status, insert it
+ * unless (uuid, status) exists (`duplicate`), and update the messages. Unknown uuids are kept `buffered`.
+ */
+const APPLY_NEW_EVENTS = `WITH ${TRANSITION_TABLE},
+input AS (
+  SELECT * FROM unnest($1::text[], $2::message_status[], $3::timestamptz[], $4::text[], $5::jsonb[],
+                       $6::text[], $7::text[], $8::text[])
+    AS i(uuid, status, occurred_at, source, payload, error_code, error_message, wam_id)
+),
+current_status AS MATERIALIZED (
+  SELECT m.uuid, m.status FROM messages m WHERE m.uuid = ANY($1::text[]) ORDER BY m.uuid FOR UPDATE
+),
+inserted AS (
+  INSERT INTO message_events (uuid, status, outcome, occurred_at, received_at, source, payload)
+  SELECT i.uuid, i.status, COALESCE(t.decision, 'buffered'), COALESCE(i.occurred_at, now()), now(), i.source, i.payload
+  FROM input i
+  LEFT JOIN current_status c ON c.uuid = i.uuid
+  LEFT JOIN transition t ON t.cur = c.status AND t.inc = i.status
+  ORDER BY i.uuid, i.status
+  ON CONFLICT (uuid, status) DO NOTHING
+  RETURNING uuid, status, outcome, occurred_at
+),
+decided AS (
+  SELECT e.*, i.error_code, i.error_message, i.wam_id FROM inserted e JOIN input i USING (uuid, status)
+),
+updated AS (${UPDATE_MESSAGES})
+SELECT i.uuid, COALESCE(e.outcome, 'duplicate') AS outcome
+FROM input i LEFT JOIN inserted e USING (uuid, status)`;
+
+/** Decides one buffered event (by id) now that its message row exists, and applies it. */
+const APPLY_BUFFERED_EVENT = `WITH ${TRANSITION_TABLE},
+current_status AS MATERIALIZED (SELECT m.uuid, m.status FROM messages m WHERE m.uuid = $1 FOR UPDATE),
+decided_event AS (
+  UPDATE message_events e SET outcome = t.decision
+  FROM current_status c JOIN transition t ON t.cur = c.status
+  WHERE e.id = $2 AND e.outcome = 'buffered' AND t.inc = e.status
+  RETURNING e.uuid, e.status, e.outcome, e.occurred_at
+),
+decided AS (SELECT d.*, $3::text AS error_code, $4::text AS error_message, $5::text AS wam_id FROM decided_event d),
+updated AS (${UPDATE_MESSAGES})
+SELECT outcome FROM decided_event`;
+
+function toColumns(events: StatusEvent[]): unknown[] {
+  return [
+    events.map((e) => e.uuid),
+    events.map((e) => e.status),
+    events.map((e) => e.occurredAt),
+    events.map((e) => e.source),
+    events.map((e) => (e.payload === undefined ? null : JSON.stringify(e.payload))),
+    events.map((e) => e.errorCode),
+    events.map((e) => e.errorMessage),
+    events.map((e) => e.wamId),
+  ];
+}
+
+/**
+ * Splits events into waves in which each uuid appears once, keeping each uuid's events in arrival order:
+ * wave k holds every uuid's k-th event. One statement per wave applies the batch set-based.
+ */
+function waves(events: StatusEvent[]): number[][] {
+  const result: number[][] = [];
+  const seen = new Map<string, number>();
+  events.forEach((event, index) => {
+    const wave = seen.get(event.uuid) ?? 0;
+    seen.set(event.uuid, wave + 1);
+    const members = result[wave] ?? [];
+    members.push(index);
+    result[wave] = members;
+  });
+  return result;
+}
+
+async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<AppliedOutcome[]> {
+  const rows = await sql<{ uuid: string; outcome: AppliedOutcome }>(APPLY_NEW_EVENTS, toColumns(events));
+  // Rows come back in input order for distinct uuids; map by uuid to not depend on it.
+  const byUuid = new Map(rows.map((row) => [row.uuid, row.outcome]));
+  return events.map((event) => byUuid.get(event.uuid) ?? "duplicate");
+}
+
+/**
+ * Stores and applies status events atomically, then settles any that were buffered (see `settleBuffered`).
+ * Returns one outcome per event, in order. Nothing is answered before the events are committed.
+ */
+export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): Promise<AppliedOutcome[]> {
+  if (events.length === 0) return [];
+  const groups = waves(events);
+  const outcomes: AppliedOutcome[] = new Array(events.length);
+  const run = async (sql: RunSql) => {
+    for (const group of groups) {
+      const results = await applyWave(
+        sql,
+        group.map((index) => events[index] as StatusEvent),
+      );
+      group.forEach((index, k) => {
+        outcomes[index] = results[k] as AppliedOutcome;
+      });
+    }
+  };
+  // A single wave is one statement: autocommit, no BEGIN/COMMIT round trips.
+  if (groups.length === 1) await run((text, values) => pool.query(text, values).then((r) => r.rows));
+  else await inTransaction(pool, run);
+
+  const buffered = [...new Set(events.filter((_, i) => outcomes[i] === "buffered").map((e) => e.uuid))];
+  for (const uuid of buffered) {
+    const settled = await inTransaction(pool, (sql) => settleBuffered(sql, uuid));
+    events.forEach((event, i) => {
+      const outcome = settled.get(event.status);
+      if (event.uuid === uuid && outcomes[i] === "buffered" && outcome) outcomes[i] = outcome;
+    });
+  }
+  return outcomes;
+}
+
+/** Serialises "settle buffered events" with the insert of the message row, per uuid. */
+export const lockMessageUuid = (sql: RunSql, uuid: string) =>
+  sql("SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtextextended($1, 0))", [uuid]);
+
+/**
+ * Applies the buffered events of `uuid` in rank order, if its message row exists. Must run inside a
+ * transaction. It takes the per-uuid advisory lock first, as does the insert of a message row
+ * (`createMessage`), so a status and the row arriving at the same moment can never both miss each other:
+ * whichever commits second sees the other's write. Returns the decided outcome per status.
+ */
+export async function settleBuffered(
+  sql: RunSql,
+  uuid: string,
+  parse: (payload: unknown) => Pick<StatusEvent, "errorCode" | "errorMessage" | "wamId"> = readEventDetails,
+): Promise<Map<Status, AppliedOutcome>> {
+  await lockMessageUuid(sql, uuid);
+  const pending = await sql<{ id: string; status: Status; payload: unknown }>(
+    `SELECT e.id::text, e.status, e.payload FROM message_events e
+     WHERE e.uuid = $1 AND e.outcome = 'buffered' AND EXISTS (SELECT 1 FROM messages m WHERE m.uuid = $1)
+     ORDER BY e.status FOR UPDATE OF e`,
+    [uuid],
+  );
+  const settled = new Map<Status, AppliedOutcome>();
+  for (const event of pending) {
+    const details = parse(event.payload);
+    const rows = await sql<{ outcome: AppliedOutcome }>(APPLY_BUFFERED_EVENT, [
+      uuid,
+      event.id,
+      details.errorCode,
+      details.errorMessage,
+      details.wamId,
+    ]);
+    if (rows[0]) settled.set(event.status, rows[0].outcome);
+  }
+  return settled;
+}
+
+/** Error reason and wam_id of a stored raw item (the payload the webhook kept). */
+function readEventDetails(payload: unknown): Pick<StatusEvent, "errorCode" | "errorMessage" | "wamId"> {
+  const item = (payload ?? {}) as Record<string, unknown>;
+  const { code, message } = errorReason(item.error);
+  return { errorCode: code, errorMessage: message, wamId: typeof item.wam_id === "string" ? item.wam_id : null };
+}
+
+/** `error` as given by Betatel: a string, or `{code, message}` / `{code, title}`. */
+export function errorReason(error: unknown): { code: string | null; message: string | null } {
+  if (typeof error === "string") return { code: null, message: error.slice(0, 1000) };
+  if (error && typeof error === "object") {
+    const { code, message, title } = error as Record<string, unknown>;
+    const text = typeof message === "string" ? message : typeof title === "string" ? title : null;
+    const codeText = typeof code === "string" || typeof code === "number" ? String(code) : null;
+    return { code: codeText?.slice(0, 200) ?? null, message: text?.slice(0, 1000) ?? null };
+  }
+  return { code: null, message: null };
+}

@@ -1,0 +1,132 @@
+import { z } from "zod";
+import { type FieldError, fieldErrors } from "../http/problem.ts";
+import { messageUuidSchema, statusSchema } from "../messages/schemas.ts";
+import { errorReason, type StatusEvent } from "./apply.ts";
+
+export const MAX_ITEMS = 1000;
+
+// Unix seconds below this, milliseconds above (1e11 s is the year 5138; 1e11 ms is 1973).
+const SECONDS_LIMIT = 1e11;
+const EARLIEST = Date.UTC(2000, 0, 1);
+const LATEST_SKEW_MS = 24 * 60 * 60 * 1000;
+
+/** `timestamp` as ISO 8601 (with a zone), or Unix seconds or milliseconds (number or digit string). */
+const timestampSchema = z.union([z.number(), z.string().max(64)]).transform((value, ctx) => {
+  const numeric = typeof value === "number" ? value : /^\d{1,16}(\.\d+)?$/.test(value) ? Number(value) : undefined;
+  let millis: number;
+  if (numeric !== undefined) {
+    millis = numeric < SECONDS_LIMIT ? numeric * 1000 : numeric;
+  } else if (z.iso.datetime({ offset: true }).safeParse(value).success) {
+    millis = Date.parse(value as string);
+  } else {
+    ctx.addIssue({ code: "custom", message: "must be ISO 8601 with a time zone, or Unix seconds or milliseconds" });
+    return z.NEVER;
+  }
+  if (!Number.isFinite(millis) || millis < EARLIEST || millis > Date.now() + LATEST_SKEW_MS) {
+    ctx.addIssue({ code: "custom", message: "is out of range" });
+    return z.NEVER;
+  }
+  return new Date(Math.round(millis));
+});
+
+const shortText = z.string().max(1000);
+
+/** One status object (contract section 4). Unknown fields are allowed and kept in the raw payload. */
+export const statusItemSchema = z
+  .looseObject({
+    uuid: messageUuidSchema,
+    status: z
+      .string()
+      .max(32)
+      .transform((value) => value.toUpperCase())
+      .pipe(statusSchema),
+    timestamp: timestampSchema.optional().nullable(),
+    error: z
+      .union([
+        shortText,
+        z.looseObject({
+          code: z.union([shortText, z.number()]).optional(),
+          message: shortText.optional(),
+          title: shortText.optional(),
+        }),
+      ])
+      .optional()
+      .nullable(),
+    wam_id: z.string().max(255).optional().nullable(),
+    to: z.string().max(64).optional().nullable(),
+  })
+  .meta({ id: "StatusUpdate" });
+
+export const webhookBodySchema = z
+  .union([statusItemSchema, z.array(statusItemSchema), z.object({ statuses: z.array(statusItemSchema) })])
+  .meta({ id: "WebhookBody", description: "One status object, an array of them, or {statuses: [...]}" });
+
+export type ParsedItem =
+  | { ok: true; event: StatusEvent }
+  | { ok: false; errors: FieldError[]; uuid?: string; status?: string };
+
+export type Shape = { kind: "single"; item: unknown } | { kind: "batch"; items: unknown[]; path: string };
+
+/** Which accepted shape the body has, or undefined. Items are validated one by one afterwards. */
+export function bodyShape(body: unknown): Shape | undefined {
+  if (Array.isArray(body)) return { kind: "batch", items: body, path: "" };
+  if (body && typeof body === "object") {
+    const statuses = (body as { statuses?: unknown }).statuses;
+    if (Array.isArray(statuses)) return { kind: "batch", items: statuses, path: "statuses." };
+    if (statuses === undefined) return { kind: "single", item: body };
+  }
+  return undefined;
+}
+
+const MAX_DEPTH = 32;
+
+/**
+ * Why the raw item cannot be kept as jsonb, if it cannot: Postgres refuses NUL characters and unpaired
+ * surrogates, and very deep nesting is refused here before it can exhaust a stack. Iterative on purpose.
+ */
+function unstorable(item: unknown): string | undefined {
+  const stack: Array<[unknown, number]> = [[item, 0]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop() as [unknown, number];
+    if (depth > MAX_DEPTH) return `is nested deeper than ${MAX_DEPTH} levels`;
+    if (typeof value === "string") {
+      if (value.includes("\0") || !value.isWellFormed()) return "contains a NUL character or invalid Unicode";
+    } else if (value && typeof value === "object") {
+      for (const [key, child] of Object.entries(value)) {
+        stack.push([key, depth + 1], [child, depth + 1]);
+      }
+    }
+  }
+  return undefined;
+}
+
+export function parseItem(item: unknown, source: string): ParsedItem {
+  const problem = unstorable(item);
+  const result = problem
+    ? { success: false as const, error: new z.ZodError([{ code: "custom", path: [], message: problem, input: item }]) }
+    : statusItemSchema.safeParse(item);
+  if (!result.success) {
+    const raw = (item ?? {}) as { uuid?: unknown; status?: unknown };
+    return {
+      ok: false,
+      errors: fieldErrors(result.error),
+      uuid: typeof raw.uuid === "string" ? raw.uuid.slice(0, 255) : undefined,
+      status: typeof raw.status === "string" ? raw.status.slice(0, 32) : undefined,
+    };
+  }
+  const data = result.data;
+  const { code, message } = errorReason(data.error);
+  return {
+    ok: true,
+    event: {
+      uuid: data.uuid,
+      status: data.status,
+      occurredAt: data.timestamp ?? null,
+      source,
+      payload: item,
+      errorCode: code,
+      errorMessage: message,
+      wamId: data.wam_id ?? null,
+    },
+  };
+}
