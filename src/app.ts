@@ -56,7 +56,8 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use("/messages", messages);
   app.use("/v1", v1);
   // The path the service's users named; same handler and same key as /v1.
-  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), messages);
+  // Mounted at /messages so the router sees `/:uuid` (given the full path it matched nothing: 404).
+  app.use("/messages", Router().get("/:uuid", requireApiKey(config.API_KEYS), messages));
 
   app.use(notFoundHandler);
   app.use(problemHandler);
