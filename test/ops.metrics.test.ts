@@ -8,7 +8,7 @@ import { createLogger } from "../src/http/logging.ts";
 import { createMetrics } from "../src/ops/metrics.ts";
 import { openIsolatedDatabase } from "./support/isolated-database.ts";
 import { insertMessage } from "./support/message-rows.ts";
-import { parseMetrics, valueOf } from "./support/prometheus.ts";
+import { parseMetrics, sampleValue } from "./support/prometheus.ts";
 import { aPhoneNumber, startTestApp, type TestApp } from "./support/test-app.ts";
 
 let t: TestApp;
@@ -36,7 +36,7 @@ describe("GET /metrics", () => {
     const after = await scrape();
 
     const delta = (name: string, labels: Record<string, string>) =>
-      valueOf(after, name, labels) - valueOf(before, name, labels);
+      sampleValue(after, name, labels) - sampleValue(before, name, labels);
     expect(delta("http_requests_total", { method: "POST", route: "/v1/messages", status: "201" })).toBe(1);
     // The route pattern, not the URL: a found and a missing message share one series each per status.
     expect(delta("http_requests_total", { method: "GET", route: "/v1/messages/:uuid", status: "200" })).toBe(1);
@@ -57,7 +57,8 @@ describe("GET /metrics", () => {
     expect(res.status).toBe(502);
     const after = await scrape();
     const delta = (labels: Record<string, string>) =>
-      valueOf(after, "otp_betatel_requests_total", labels) - valueOf(before, "otp_betatel_requests_total", labels);
+      sampleValue(after, "otp_betatel_requests_total", labels) -
+      sampleValue(before, "otp_betatel_requests_total", labels);
     expect(delta({ result: "payment_required" })).toBe(1);
     expect(delta({ result: "ok" })).toBe(0);
   });
@@ -76,7 +77,7 @@ describe("GET /metrics", () => {
     expect(hook.status).toBe(200);
     const after = await scrape();
     const delta = (labels: Record<string, string>) =>
-      valueOf(after, "otp_webhook_events_total", labels) - valueOf(before, "otp_webhook_events_total", labels);
+      sampleValue(after, "otp_webhook_events_total", labels) - sampleValue(before, "otp_webhook_events_total", labels);
     expect(delta({ outcome: "applied", status: "DELIVERED" })).toBe(1);
     expect(delta({ outcome: "duplicate", status: "DELIVERED" })).toBe(1);
     expect(delta({ outcome: "stale", status: "SENT" })).toBe(1);
@@ -85,7 +86,7 @@ describe("GET /metrics", () => {
 
   it("serves the default process metrics", async () => {
     const samples = await scrape();
-    expect(valueOf(samples, "process_cpu_user_seconds_total")).toBeGreaterThan(0);
+    expect(sampleValue(samples, "process_cpu_user_seconds_total")).toBeGreaterThan(0);
     expect(samples.some((sample) => sample.name === "nodejs_heap_size_used_bytes")).toBe(true);
   });
 
@@ -126,8 +127,8 @@ describe("otp_messages gauge", () => {
     await insertMessage(db.pool, { status: "READ" });
 
     const first = await scrape(app);
-    expect(valueOf(first, "otp_messages", { status: "PENDING" })).toBe(2);
-    expect(valueOf(first, "otp_messages", { status: "READ" })).toBe(1);
+    expect(sampleValue(first, "otp_messages", { status: "PENDING" })).toBe(2);
+    expect(sampleValue(first, "otp_messages", { status: "READ" })).toBe(1);
     expect(first.filter((sample) => sample.name === "otp_messages").map((sample) => sample.labels.status)).toEqual([
       "PENDING",
       "SENT",
@@ -136,14 +137,14 @@ describe("otp_messages gauge", () => {
       "FAILED",
       "EXPIRED",
     ]);
-    expect(valueOf(first, "otp_messages", { status: "FAILED" })).toBe(0);
+    expect(sampleValue(first, "otp_messages", { status: "FAILED" })).toBe(0);
 
     await insertMessage(db.pool, { status: "FAILED" });
     const cached = await scrape(app);
-    expect(valueOf(cached, "otp_messages", { status: "FAILED" })).toBe(0);
+    expect(sampleValue(cached, "otp_messages", { status: "FAILED" })).toBe(0);
 
     const fresh = await scrape(appWith(0));
-    expect(valueOf(fresh, "otp_messages", { status: "FAILED" })).toBe(1);
-    expect(valueOf(fresh, "otp_messages", { status: "PENDING" })).toBe(2);
+    expect(sampleValue(fresh, "otp_messages", { status: "FAILED" })).toBe(1);
+    expect(sampleValue(fresh, "otp_messages", { status: "PENDING" })).toBe(2);
   });
 });

@@ -20,7 +20,7 @@ export function parseMetrics(text: string): Sample[] {
 }
 
 /** The value of the one sample with this name whose labels include `labels`; 0 when there is none yet. */
-export function valueOf(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
+export function sampleValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
   const found = samples.filter(
     (sample) => sample.name === name && Object.entries(labels).every(([key, value]) => sample.labels[key] === value),
   );
