@@ -67,6 +67,7 @@ const server = app.listen(config.PORT, (error?: Error) => {
   }
   port = (server.address() as AddressInfo).port;
   logger.info({ port }, "listening");
+  if (stopping) return;
   stopRetention = startRetention({
     pool: db.pool,
     logger,
@@ -86,12 +87,13 @@ async function shutdown(signal: string) {
   stopping = true;
   logger.info({ signal }, "shutting down: finishing in-flight requests");
   sandbox?.stop();
+  const retentionStopped = stopRetention();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   await closed;
   clearTimeout(forced);
-  await stopRetention();
+  await retentionStopped;
   await db.close();
   logger.info("stopped");
   process.exit(0);

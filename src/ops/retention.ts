@@ -88,7 +88,8 @@ export async function runRetentionOnce(options: RetentionOptions): Promise<Reten
       removed.idempotencyKeys += rowCount ?? 0;
       return rowCount ?? 0;
     });
-    options.logger.info({ removed }, "retention: removed old rows");
+    const total = Object.values(removed).reduce((sum, count) => sum + count, 0);
+    options.logger[total > 0 ? "info" : "debug"]({ removed }, "retention: removed old rows");
     return { ran: true, removed };
   } finally {
     let unlockError: Error | undefined;
