@@ -6,7 +6,13 @@ import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
+import { listMessagesRoute } from "./messages/list.ts";
 import { messagesRouter } from "./messages/routes.ts";
+import { healthRouter } from "./ops/health.ts";
+import { instrumentBetatel } from "./ops/instrument-betatel.ts";
+import { createMetrics, type Metrics } from "./ops/metrics.ts";
+import { metricsRouter } from "./ops/metrics-route.ts";
+import { openApiRouter } from "./ops/openapi.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
 export interface AppDeps {
@@ -14,42 +20,44 @@ export interface AppDeps {
   db: Database;
   betatel: Betatel;
   logger: Logger;
+  /** Defaults to a fresh per-app registry. */
+  metrics?: Metrics;
 }
 
 /** Builds the HTTP app from its dependencies. Opens nothing and listens nowhere: `server.ts` does. */
 export function createApp(deps: AppDeps): express.Express {
-  const { config, db, betatel, logger } = deps;
+  const { config, db, logger } = deps;
+  const metrics = deps.metrics ?? createMetrics({ pool: db.pool });
+  const betatel = instrumentBetatel(deps.betatel, metrics);
   const app = express();
   app.disable("x-powered-by");
+  app.use(metrics.httpMiddleware);
   app.use(requestLogger(logger));
 
-  app.get("/healthz", (_req, res) => {
-    res.json({ status: "ok" });
-  });
-  app.get("/readyz", async (_req, res) => {
-    try {
-      await db.pool.query("SELECT 1");
-      res.json({ status: "ready", database: "up" });
-    } catch {
-      res
-        .status(503)
-        .type("application/problem+json")
-        .json({ status: 503, title: "Not ready", code: "storage_unavailable", database: "down" });
-    }
-  });
+  app.use(healthRouter(db));
+  app.use(metricsRouter(metrics, config.METRICS_TOKEN));
+  app.use(openApiRouter());
 
   app.use(
     "/webhooks",
-    webhookRouter({ db, secret: config.WEBHOOK_SECRET, signingSecret: config.WEBHOOK_SIGNING_SECRET }),
+    webhookRouter({
+      db,
+      secret: config.WEBHOOK_SECRET,
+      signingSecret: config.WEBHOOK_SIGNING_SECRET,
+      onApplied: (results) => metrics.recordWebhookResults(results),
+    }),
   );
 
   const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
   const v1 = Router();
   v1.use(requireApiKey(config.API_KEYS));
+  // The list; the messages router below serves POST / and GET /:uuid.
+  v1.get("/messages", listMessagesRoute(db));
   v1.use("/messages", messages);
   app.use("/v1", v1);
   // The path the service's users named; same handler and same key as /v1.
-  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), messages);
+  // Mounted at /messages so the router sees `/:uuid` (given the full path it matched nothing: 404).
+  app.use("/messages", Router().get("/:uuid", requireApiKey(config.API_KEYS), messages));
 
   app.use(notFoundHandler);
   app.use(problemHandler);

@@ -43,6 +43,15 @@ const envSchema = z.object({
   RECONCILE_INTERVAL_MS: milliseconds(60_000),
   RECONCILE_AFTER_MS: milliseconds(300_000),
   EXPIRE_AFTER_MS: milliseconds(86_400_000),
+  // Operations (docs/ops.md): /metrics guard and the retention job.
+  METRICS_TOKEN: optionalSecret,
+  RETENTION_INTERVAL_MS: milliseconds(3_600_000),
+  BUFFERED_RETENTION_MS: milliseconds(7 * 86_400_000),
+  // Unset or empty: messages are kept forever.
+  MESSAGE_RETENTION_MS: z.preprocess(
+    (value) => (typeof value === "string" && value.trim() === "" ? undefined : value),
+    z.coerce.number().int().min(1).optional(),
+  ),
 });
 
 export type Config = Readonly<

@@ -6,6 +6,7 @@ import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
+import { startRetention } from "./ops/retention.ts";
 
 function readConfig(): Config {
   try {
@@ -58,6 +59,7 @@ if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook ac
 if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it");
 
 const app = createApp({ config, db, betatel, logger });
+let stopRetention = async () => {};
 const server = app.listen(config.PORT, (error?: Error) => {
   if (error) {
     logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
@@ -65,6 +67,14 @@ const server = app.listen(config.PORT, (error?: Error) => {
   }
   port = (server.address() as AddressInfo).port;
   logger.info({ port }, "listening");
+  if (stopping) return;
+  stopRetention = startRetention({
+    pool: db.pool,
+    logger,
+    intervalMs: config.RETENTION_INTERVAL_MS,
+    bufferedRetentionMs: config.BUFFERED_RETENTION_MS,
+    messageRetentionMs: config.MESSAGE_RETENTION_MS,
+  });
 });
 // Bounded waits for slow clients; keep-alive a little above common load balancer idle timeouts.
 server.requestTimeout = 30_000;
@@ -77,11 +87,13 @@ async function shutdown(signal: string) {
   stopping = true;
   logger.info({ signal }, "shutting down: finishing in-flight requests");
   sandbox?.stop();
+  const retentionStopped = stopRetention();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   await closed;
   clearTimeout(forced);
+  await retentionStopped;
   await db.close();
   logger.info("stopped");
   process.exit(0);

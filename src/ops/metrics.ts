@@ -1,0 +1,150 @@
+import type { RequestHandler } from "express";
+import type pg from "pg";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { STATUSES } from "../messages/status.ts";
+import type { WebhookResult } from "../webhooks/routes.ts";
+
+export interface MetricsOptions {
+  /** Where the messages-by-status gauge counts rows. */
+  pool: pg.Pool;
+  /** How long one count of messages by status is reused, so frequent scrapes do not each hit the database. */
+  statusCacheMs?: number;
+}
+
+export interface Metrics {
+  /** Per app, not prom-client's global one: several apps in one process (tests) keep separate numbers. */
+  registry: Registry;
+  httpRequests: Counter<"method" | "route" | "status">;
+  httpDuration: Histogram<"method" | "route" | "status">;
+  webhookEvents: Counter<"outcome" | "status">;
+  betatelCalls: Counter<"result">;
+  betatelDuration: Histogram<"result">;
+  /** Express middleware timing every request, labelled by its route pattern. */
+  httpMiddleware: RequestHandler;
+  /** The webhook router's `onApplied` hook. */
+  recordWebhookResults(results: WebhookResult[]): void;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export function createMetrics(options: MetricsOptions): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const httpRequests = new Counter({
+    name: "http_requests_total",
+    help: "HTTP requests answered, by method, route pattern and status code.",
+    labelNames: ["method", "route", "status"] as const,
+    registers: [registry],
+  });
+  const httpDuration = new Histogram({
+    name: "http_request_duration_seconds",
+    help: "Time from request to the end of the answer, by method, route pattern and status code.",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const webhookEvents = new Counter({
+    name: "otp_webhook_events_total",
+    help: "Status events received on the Betatel webhook, by outcome and status.",
+    labelNames: ["outcome", "status"] as const,
+    registers: [registry],
+  });
+  const betatelCalls = new Counter({
+    name: "otp_betatel_requests_total",
+    help: "Calls to Betatel's send API, by result (ok or the failure kind).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  const betatelDuration = new Histogram({
+    name: "otp_betatel_request_duration_seconds",
+    help: "Duration of calls to Betatel's send API (retries included), by result.",
+    labelNames: ["result"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  registerMessagesByStatus(registry, options);
+
+  return {
+    registry,
+    httpRequests,
+    httpDuration,
+    webhookEvents,
+    betatelCalls,
+    betatelDuration,
+    httpMiddleware: (req, res, next) => {
+      const stop = httpDuration.startTimer();
+      const route = captureRoutePattern(req);
+      res.on("finish", () => {
+        const labels = { method: req.method, route: route.pattern ?? "unmatched", status: String(res.statusCode) };
+        httpRequests.inc(labels);
+        stop(labels);
+      });
+      next();
+    },
+    recordWebhookResults(results) {
+      for (const result of results) {
+        // An invalid item's status is whatever the sender wrote: keep the label set small and known.
+        const status = STATUSES.includes(result.status as never) ? (result.status as string) : "unknown";
+        webhookEvents.inc({ outcome: result.outcome, status });
+      }
+    },
+  };
+}
+
+/**
+ * The full route pattern (`/v1/messages/:uuid`) of the request, not its URL (which would explode the label
+ * set). Express sets `req.route` when a route matches, with `req.baseUrl` the mount path at that moment;
+ * the base is reset again if the handler fails, so it is recorded on assignment.
+ */
+function captureRoutePattern(req: Parameters<RequestHandler>[0]): { pattern: string | undefined } {
+  const captured: { pattern: string | undefined } = { pattern: undefined };
+  let route: unknown;
+  Object.defineProperty(req, "route", {
+    configurable: true,
+    enumerable: true,
+    get: () => route,
+    set(value: { path?: unknown } | undefined) {
+      route = value;
+      if (value && typeof value.path === "string")
+        captured.pattern = `${req.baseUrl}${value.path}`.replace(/(.)\/$/, "$1");
+    },
+  });
+  return captured;
+}
+
+/** `otp_messages{status}`: current rows per status, counted on scrape with one GROUP BY, cached briefly. */
+function registerMessagesByStatus(registry: Registry, options: MetricsOptions) {
+  const cacheMs = options.statusCacheMs ?? 5_000;
+  let cached: { at: number; counts: Map<string, number> } | undefined;
+  let inFlight: Promise<Map<string, number>> | undefined;
+
+  const count = async () => {
+    const { rows } = await options.pool.query<{ status: string; count: string }>(
+      "SELECT status::text AS status, count(*) AS count FROM messages GROUP BY status",
+    );
+    return new Map(rows.map((row) => [row.status, Number(row.count)]));
+  };
+
+  new Gauge({
+    name: "otp_messages",
+    help: "Messages stored, by current status (counted at most every few seconds).",
+    labelNames: ["status"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (!cached || Date.now() - cached.at >= cacheMs) {
+        inFlight ??= count().finally(() => {
+          inFlight = undefined;
+        });
+        try {
+          cached = { at: Date.now(), counts: await inFlight };
+        } catch {
+          // Database down: no series rather than a failed scrape; /readyz reports the database.
+          return;
+        }
+      }
+      for (const status of STATUSES) this.set({ status }, cached.counts.get(status) ?? 0);
+    },
+  });
+}
