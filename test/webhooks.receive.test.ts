@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STATUSES, type Status } from "../src/messages/status.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
-import { aSentMessage, postWebhook, readMessage, TIMESTAMP_FIELD } from "./support/webhook.ts";
+import { aSentMessage, postWebhook, readMessage } from "./support/webhook.ts";
 
 let t: TestApp;
 beforeAll(async () => {

@@ -1,7 +1,7 @@
-import request from "supertest";
 import type { Express } from "express";
-import { decide } from "../../src/webhooks/state-machine.ts";
+import request from "supertest";
 import type { Status } from "../../src/messages/status.ts";
+import { decide } from "../../src/webhooks/state-machine.ts";
 import { aPhoneNumber } from "./test-app.ts";
 
 export const WEBHOOK = "/webhooks/betatel";
