@@ -154,7 +154,7 @@ describe("POST /webhooks/betatel before the message row exists", () => {
   );
 
   it("when two batches carry one unknown uuid's statuses in opposite orders at the same moment, then both answer 200", async () => {
-    // The batches lock their rows in opposite orders: Postgres breaks the deadlock and the loser is retried.
+    // Both insert the same (uuid, status) keys in opposite orders across waves: Postgres breaks the deadlock, the loser is retried.
     for (let i = 0; i < 3; i++) {
       const [a, b] = [aUuid(), aUuid()];
       const forward = [a, b].flatMap((uuid) => [
