@@ -137,13 +137,18 @@ async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<WaveResult
 const RETRYABLE_SQLSTATE = new Set(["40P01", "40001"]);
 const MAX_ATTEMPTS = 3;
 
+/** A deadlock or serialization failure: nothing was written, and the sender may simply try again. */
+export const isTransientConflict = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && RETRYABLE_SQLSTATE.has(code);
+};
+
 async function retryOnConflict<T>(work: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await work();
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (attempt >= MAX_ATTEMPTS || typeof code !== "string" || !RETRYABLE_SQLSTATE.has(code)) throw error;
+      if (attempt >= MAX_ATTEMPTS || !isTransientConflict(error)) throw error;
     }
   }
 }
