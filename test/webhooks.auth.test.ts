@@ -85,6 +85,20 @@ describe("POST /webhooks/betatel with WEBHOOK_SIGNING_SECRET", () => {
     expect((await readMessage(t.app, uuid)).status).toBe("DELIVERED");
   });
 
+  it("when several signatures are sent (key rotation) and one is valid, then the status is applied", async () => {
+    const uuid = await aSentMessage(t.app);
+    const body = JSON.stringify({ uuid, status: "SENT" });
+    const headers = signed(body);
+    const other = new Webhook(`whsec_${randomBytes(24).toString("base64")}`);
+    const stale = other.sign(headers["webhook-id"], new Date(Number(headers["webhook-timestamp"]) * 1000), body);
+    const res = await postWebhook(t.app, body, {
+      ...headers,
+      "webhook-signature": `${stale} ${headers["webhook-signature"]}`,
+    });
+    expect(res.status).toBe(200);
+    expect((await readMessage(t.app, uuid)).status).toBe("SENT");
+  });
+
   it("when the body was changed after signing, then it answers 401 and stores nothing", async () => {
     const uuid = await aSentMessage(t.app);
     const body = JSON.stringify({ uuid, status: "SENT" });
