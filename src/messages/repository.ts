@@ -21,16 +21,14 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
     const created = await tx.message.createManyAndReturn({ data: [message], skipDuplicates: true });
     const first = created[0];
     if (!first) return tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
-    await tx.messageEvent.create({
-      data: {
-        uuid: message.uuid,
-        status: "PENDING",
-        outcome: "applied",
-        occurredAt: first.createdAt,
-        receivedAt: first.createdAt,
-        source: "api",
-      },
-    });
+    // A webhook PENDING may have arrived first and be buffered: it is this very event, so it becomes applied.
+    await tx.$executeRawUnsafe(
+      `INSERT INTO message_events (uuid, status, outcome, occurred_at, received_at, source)
+       VALUES ($1, 'PENDING', 'applied', $2, $2, 'api')
+       ON CONFLICT (uuid, status) DO UPDATE SET outcome = 'applied'`,
+      message.uuid,
+      first.createdAt,
+    );
     const settled = await settleBuffered(sql, message.uuid);
     return settled.size > 0 ? tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } }) : first;
   });

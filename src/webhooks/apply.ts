@@ -70,7 +70,10 @@ decided AS (
   SELECT e.*, i.error_code, i.error_message, i.wam_id FROM inserted e JOIN input i USING (uuid, status)
 ),
 updated AS (${UPDATE_MESSAGES})
-SELECT i.uuid, COALESCE(e.outcome, 'duplicate') AS outcome
+SELECT i.uuid, COALESCE(e.outcome, 'duplicate') AS outcome,
+  e.outcome IS NULL AND EXISTS (
+    SELECT 1 FROM message_events b WHERE b.uuid = i.uuid AND b.status = i.status AND b.outcome = 'buffered'
+  ) AS unsettled
 FROM input i LEFT JOIN inserted e USING (uuid, status)`;
 
 /** Decides one buffered event (by id) now that its message row exists, and applies it. */
@@ -116,11 +119,38 @@ function waves(events: StatusEvent[]): number[][] {
   return result;
 }
 
-async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<AppliedOutcome[]> {
-  const rows = await sql<{ uuid: string; outcome: AppliedOutcome }>(APPLY_NEW_EVENTS, toColumns(events));
+interface WaveResult {
+  outcome: AppliedOutcome;
+  /** A duplicate of an event still buffered: its settling may have been lost, so it is tried again. */
+  unsettled: boolean;
+}
+
+async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<WaveResult[]> {
+  const rows = await sql<{ uuid: string } & WaveResult>(APPLY_NEW_EVENTS, toColumns(events));
   // Rows come back in input order for distinct uuids; map by uuid to not depend on it.
-  const byUuid = new Map(rows.map((row) => [row.uuid, row.outcome]));
-  return events.map((event) => byUuid.get(event.uuid) ?? "duplicate");
+  const byUuid = new Map(rows.map((row) => [row.uuid, row]));
+  return events.map((event) => byUuid.get(event.uuid) ?? { outcome: "duplicate", unsettled: false });
+}
+
+// Deadlock and serialization failure: the statement or transaction was rolled back whole, so running it
+// again is safe. A deadlock can only arise between batches carrying several events of the same unknown uuids.
+const RETRYABLE_SQLSTATE = new Set(["40P01", "40001"]);
+const MAX_ATTEMPTS = 3;
+
+/** A deadlock or serialization failure: nothing was written, and the sender may simply try again. */
+export const isTransientConflict = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && RETRYABLE_SQLSTATE.has(code);
+};
+
+async function retryOnConflict<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (attempt >= MAX_ATTEMPTS || !isTransientConflict(error)) throw error;
+    }
+  }
 }
 
 /**
@@ -131,24 +161,30 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
   if (events.length === 0) return [];
   const groups = waves(events);
   const outcomes: AppliedOutcome[] = new Array(events.length);
+  const toSettle = new Set<string>();
   const run = async (sql: RunSql) => {
+    toSettle.clear();
     for (const group of groups) {
       const results = await applyWave(
         sql,
         group.map((index) => events[index] as StatusEvent),
       );
       group.forEach((index, k) => {
-        outcomes[index] = results[k] as AppliedOutcome;
+        const result = results[k] as WaveResult;
+        outcomes[index] = result.outcome;
+        if (result.outcome === "buffered" || result.unsettled) toSettle.add((events[index] as StatusEvent).uuid);
       });
     }
   };
   // A single wave is one statement: autocommit, no BEGIN/COMMIT round trips.
-  if (groups.length === 1) await run((text, values) => pool.query(text, values).then((r) => r.rows));
-  else await inTransaction(pool, run);
+  await retryOnConflict(() =>
+    groups.length === 1
+      ? run((text, values) => pool.query(text, values).then((r) => r.rows))
+      : inTransaction(pool, run),
+  );
 
-  const buffered = [...new Set(events.filter((_, i) => outcomes[i] === "buffered").map((e) => e.uuid))];
-  for (const uuid of buffered) {
-    const settled = await inTransaction(pool, (sql) => settleBuffered(sql, uuid));
+  for (const uuid of toSettle) {
+    const settled = await retryOnConflict(() => inTransaction(pool, (sql) => settleBuffered(sql, uuid)));
     events.forEach((event, i) => {
       const outcome = settled.get(event.status);
       if (event.uuid === uuid && outcomes[i] === "buffered" && outcome) outcomes[i] = outcome;

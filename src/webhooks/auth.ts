@@ -33,11 +33,16 @@ export function checkWebhookSignature(signingSecret: string | undefined): (req: 
   return (req, rawBody) => {
     if (!verifier) return;
     try {
-      verifier.verify(rawBody.toString("utf8"), {
-        "webhook-id": req.get("webhook-id") ?? "",
-        "webhook-timestamp": req.get("webhook-timestamp") ?? "",
-        "webhook-signature": req.get("webhook-signature") ?? "",
-      });
+      // jsonParse: false, so a correctly signed body that is not JSON is the route's 400, not a 401 here.
+      verifier.verify(
+        rawBody,
+        {
+          "webhook-id": req.get("webhook-id") ?? "",
+          "webhook-timestamp": req.get("webhook-timestamp") ?? "",
+          "webhook-signature": req.get("webhook-signature") ?? "",
+        },
+        { jsonParse: false },
+      );
     } catch {
       throw unauthorized(
         "Missing or invalid Standard Webhooks signature (webhook-id, webhook-timestamp, webhook-signature).",

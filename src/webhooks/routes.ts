@@ -1,9 +1,9 @@
 import express, { Router } from "express";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
-import { AppError, type FieldError, validationFailed } from "../http/problem.ts";
+import { AppError, type FieldError, storageUnavailable, validationFailed } from "../http/problem.ts";
 import { requireJsonBody } from "../http/validate.ts";
-import { type AppliedOutcome, applyStatusEvents, type StatusEvent } from "./apply.ts";
+import { type AppliedOutcome, applyStatusEvents, isTransientConflict, type StatusEvent } from "./apply.ts";
 import { checkWebhookSecret, checkWebhookSignature } from "./auth.ts";
 import { bodyShape, MAX_ITEMS, parseItem } from "./parse.ts";
 import type { Outcome } from "./state-machine.ts";
@@ -66,7 +66,10 @@ export function webhookRouter(deps: WebhookDeps): Router {
         throw validationFailed((parsed[0] as { errors: FieldError[] }).errors);
       }
       const events = parsed.flatMap((item) => (item.ok ? [item.event] : []));
-      const outcomes = await withStorage(() => applyStatusEvents(deps.db.pool, events));
+      const outcomes = await withStorage(() => applyStatusEvents(deps.db.pool, events)).catch((error: unknown) => {
+        // Still conflicting after the retries: nothing was lost, so ask the sender to retry rather than 500.
+        throw isTransientConflict(error) ? storageUnavailable() : error;
+      });
 
       let next = 0;
       const results: WebhookResult[] = parsed.map((item, index) => {
