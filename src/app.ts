@@ -6,6 +6,8 @@ import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
+import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
+import { liveRouter, longPoll } from "./live/routes.ts";
 import { messagesRouter } from "./messages/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
@@ -14,11 +16,17 @@ export interface AppDeps {
   db: Database;
   betatel: Betatel;
   logger: Logger;
+  /** Live status fan-out (src/live); without one, an in-process notifier (changes made here only). */
+  notifier?: MessageNotifier;
+  /** SSE heartbeat period; tests shorten it. */
+  heartbeatMs?: number;
 }
 
 /** Builds the HTTP app from its dependencies. Opens nothing and listens nowhere: `server.ts` does. */
 export function createApp(deps: AppDeps): express.Express {
   const { config, db, betatel, logger } = deps;
+  const notifier = deps.notifier ?? createLocalNotifier();
+  const live = { db, notifier, heartbeatMs: deps.heartbeatMs };
   const app = express();
   app.disable("x-powered-by");
   app.use(requestLogger(logger));
@@ -40,16 +48,24 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use(
     "/webhooks",
-    webhookRouter({ db, secret: config.WEBHOOK_SECRET, signingSecret: config.WEBHOOK_SIGNING_SECRET }),
+    webhookRouter({
+      db,
+      secret: config.WEBHOOK_SECRET,
+      signingSecret: config.WEBHOOK_SIGNING_SECRET,
+      onApplied: (results) =>
+        notifier.published(results.flatMap((r) => (r.uuid && r.outcome === "applied" ? [r.uuid] : []))),
+    }),
   );
 
   const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
   const v1 = Router();
   v1.use(requireApiKey(config.API_KEYS));
+  v1.use("/messages", liveRouter(live));
+  v1.get("/messages/:uuid", longPoll(live));
   v1.use("/messages", messages);
   app.use("/v1", v1);
   // The path the service's users named; same handler and same key as /v1.
-  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), messages);
+  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), longPoll(live), messages);
 
   app.use(notFoundHandler);
   app.use(problemHandler);
