@@ -1,9 +1,12 @@
 import { EventEmitter } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import type { Logger } from "pino";
 import type { Database } from "../db/database.ts";
 
 export const CHANNEL = "message_changed";
+/** Postgres refuses NOTIFY payloads of 8000 bytes or more. */
+const MAX_PAYLOAD = 7900;
 /** Emitted to every listener when the process stops: streams end, long-polls answer. */
 const CLOSING = Symbol("closing");
 
@@ -12,16 +15,19 @@ export type ChangeListener = (signal: "changed" | "closing") => void;
 /**
  * Tells in-process listeners that a message may have changed, whichever instance changed it.
  *
- * On a Postgres server, the `messages_notify_changed` trigger NOTIFYs `message_changed` with the uuid when a
- * status change commits; one LISTEN connection per process receives it and fans it out by uuid. On the
- * embedded database there is no second connection to LISTEN on, so the code that applied events calls
- * `published(uuids)` and only this process hears it (the embedded database serves one process anyway).
+ * The code that changed messages calls `published(uuids)` once its transaction committed. On a Postgres
+ * server that becomes a NOTIFY on `message_changed` (payload: comma-separated uuids), coalesced so that at
+ * most one NOTIFY per process is in flight; one LISTEN connection per process receives them and fans them
+ * out by uuid. Not a trigger on `messages`: NOTIFY holds a database-wide lock through commit, and measured
+ * here a per-row trigger cut concurrent status updates from ~1700 to ~230 per second (docs/live.md).
+ * On the embedded database there is no second connection to LISTEN on: `published` emits in-process only
+ * (the embedded database serves one process anyway).
  */
 export interface MessageNotifier {
   readonly mode: "listen" | "local";
   /** Calls `listener` when `uuid` may have changed; returns the function that stops it. */
   subscribe(uuid: string, listener: ChangeListener): () => void;
-  /** Announces changes made by this process. A no-op where the database trigger already does it. */
+  /** Announces committed changes made by this process, to every instance. */
   published(uuids: Iterable<string>): void;
   listenerCount(uuid: string): number;
   /** Ends every subscription with "closing" (shutdown), then closes the LISTEN connection. */
@@ -30,6 +36,8 @@ export interface MessageNotifier {
 
 export interface NotifierOptions {
   logger: Logger;
+  /** How long changes are gathered into one NOTIFY. */
+  coalesceMs?: number;
   /** First and longest wait between LISTEN reconnection attempts. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -94,7 +102,8 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
   async function connect(): Promise<void> {
     const next = new pg.Client({ connectionString: url });
     next.on("notification", (message) => {
-      if (message.channel === CHANNEL && message.payload) hub.emit(message.payload);
+      if (message.channel !== CHANNEL || !message.payload) return;
+      for (const uuid of message.payload.split(",")) hub.emit(uuid);
     });
     next.on("error", (error) => {
       logger.warn({ err: error }, "live status: LISTEN connection failed");
@@ -135,12 +144,44 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
     logger.warn({ err: error }, "live status: cannot LISTEN yet, retrying");
     scheduleReconnect();
   }
+
+  const coalesceMs = options.coalesceMs ?? 10;
+  const pending = new Set<string>();
+  let flushing: Promise<void> | undefined;
+
+  /** Sends the gathered uuids in as few NOTIFYs as fit Postgres' 8000-byte payload limit. */
+  async function flush() {
+    await sleep(coalesceMs);
+    while (pending.size > 0) {
+      const batch: string[] = [];
+      let size = 0;
+      for (const uuid of pending) {
+        if (size + uuid.length + 1 > MAX_PAYLOAD && batch.length > 0) break;
+        batch.push(uuid);
+        size += uuid.length + 1;
+      }
+      for (const uuid of batch) pending.delete(uuid);
+      try {
+        await db.pool.query("SELECT pg_notify($1, $2)", [CHANNEL, batch.join(",")]);
+      } catch (error) {
+        // Other instances miss this change (their long-polls still answer at the timeout); this one hears it.
+        logger.warn({ err: error }, "live status: NOTIFY failed");
+        for (const uuid of batch) hub.emit(uuid);
+      }
+    }
+    flushing = undefined;
+  }
+
   return {
     mode: "listen",
     subscribe: hub.subscribe,
-    published() {},
+    published(uuids) {
+      for (const uuid of uuids) if (!uuid.includes(",")) pending.add(uuid);
+      if (pending.size > 0) flushing ??= flush();
+    },
     listenerCount: hub.listenerCount,
     async close() {
+      await flushing;
       closed = true;
       if (retry) clearTimeout(retry);
       hub.emitter.emit(CLOSING);
