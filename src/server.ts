@@ -110,6 +110,7 @@ async function shutdown(signal: string) {
   server.closeIdleConnections();
   // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
   await notifier.close();
+  server.closeIdleConnections(); // the ended streams' connections are idle now
   await reconcileJob.stop();
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   await closed;

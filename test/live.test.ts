@@ -7,9 +7,18 @@ import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { createLogger } from "../src/http/logging.ts";
 import { createMessageNotifier, type MessageNotifier } from "../src/live/notifier.ts";
+import { createReconciler } from "../src/reconcile/reconciler.ts";
 import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
 import { eventually, listen, openEventStream, startServiceProcess } from "./support/live-fixtures.ts";
-import { sendOtp } from "./support/reconcile-fixtures.ts";
+import {
+  aDeliveryRecord,
+  anAncientClock,
+  backdate,
+  DAY,
+  HOUR,
+  sendOtp,
+  serveWdr,
+} from "./support/reconcile-fixtures.ts";
 import { aUuid, TEST_BETATEL } from "./support/test-app.ts";
 import { embedded, openTestDatabase, testDatabaseUrl } from "./support/test-database.ts";
 
@@ -86,6 +95,43 @@ describe("GET /v1/messages/:uuid/stream", () => {
       expect(stream.events).toHaveLength(3);
     } finally {
       stream.close();
+    }
+  });
+
+  it("when the reconciler of another instance resolves the message, then the stream sends it", async () => {
+    const now = anAncientClock(1980, 15);
+    const uuid = await sendOtp(app);
+    await backdate(db, uuid, new Date(now.getTime() - 2 * HOUR));
+    serveWdr(betatel, (id) =>
+      id === uuid ? { status: 200, body: aDeliveryRecord(id, { status: "read" }) } : undefined,
+    );
+    // Another instance: its own pool and its own notifier.
+    const otherDb = await openTestDatabase(2);
+    const otherNotifier = embedded
+      ? notifier
+      : await createMessageNotifier(otherDb, { logger: createLogger("silent") });
+    const stream = await openEventStream(`${here.url}/v1/messages/${uuid}/stream`);
+    try {
+      await stream.event(0);
+      const reconciler = createReconciler({
+        pool: embedded ? db.pool : otherDb.pool,
+        betatel: createBetatelClient({ baseUrl: betatel.url, ...TEST_BETATEL, timeoutMs: 2000 }),
+        logger: createLogger("silent"),
+        notifier: otherNotifier,
+        afterMs: HOUR,
+        expireAfterMs: DAY,
+        batchSize: 10,
+        now: () => now,
+      });
+
+      expect((await reconciler.runOnce()).applied).toBe(1);
+
+      expect(await stream.event(1)).toMatchObject({ uuid, status: "READ" });
+    } finally {
+      stream.close();
+      if (otherNotifier !== notifier) await otherNotifier.close();
+      await otherDb.close();
+      betatel.reset();
     }
   });
 
@@ -208,5 +254,20 @@ describe("GET /v1/messages/:uuid?waitFor=...&timeout=...", () => {
     const res = await longPoll(aUuid(), "waitFor=DELIVERED&timeout=5");
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ code: "message_not_found" });
+  });
+});
+
+describe.skipIf(embedded)("shutdown", () => {
+  it("when the service gets SIGTERM, then its open streams end and it exits promptly", async () => {
+    const uuid = await sendOtp(app);
+    const stream = await fetch(`${elsewhere.url}/v1/messages/${uuid}/stream`);
+    const reader = stream.body?.getReader();
+    await reader?.read(); // the first event
+    const startedAt = Date.now();
+
+    await elsewhere.stop();
+
+    for (;;) if ((await reader?.read())?.done !== false) break; // the stream ended
+    expect(Date.now() - startedAt).toBeLessThan(3000); // not the client's keep-alive timeout, nor the 25 s forced close
   });
 });
