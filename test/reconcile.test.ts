@@ -1,11 +1,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import request from "supertest";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createApp } from "../src/app.ts";
 import { createBetatelClient } from "../src/betatel/client.ts";
+import { createSandboxBetatel } from "../src/betatel/sandbox.ts";
+import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { createLogger } from "../src/http/logging.ts";
 import { createReconcileJob } from "../src/reconcile/job.ts";
 import { createReconciler, type ReconcilerOptions } from "../src/reconcile/reconciler.ts";
+import { eventually } from "./support/live-fixtures.ts";
 import {
   aDeliveryRecord,
   anAncientClock,
@@ -17,7 +21,7 @@ import {
   wdrRequestCount,
   wdrRequestsPerUuid,
 } from "./support/reconcile-fixtures.ts";
-import { LogCapture, startTestApp, TEST_BETATEL, type TestApp } from "./support/test-app.ts";
+import { aUuid, LogCapture, startTestApp, TEST_BETATEL, type TestApp } from "./support/test-app.ts";
 import { openTestDatabase } from "./support/test-database.ts";
 
 let t: TestApp;
@@ -126,6 +130,31 @@ describe("reconciler", () => {
     expect((await reconcilerAt(now).reconciler.runOnce()).claimed).toBe(0);
     expect((await reconcilerAt(new Date(now.getTime() + 3 * HOUR)).reconciler.runOnce()).claimed).toBe(2);
     expect(wdrRequestsPerUuid(t.betatel, [unknownWord, missing])).toEqual([2, 2]);
+  });
+
+  it("when the sandbox's webhooks cannot reach the service, then the reconciler learns the simulated state from the sandbox", async () => {
+    const now = anAncientClock(1980, 15);
+    const logger = createLogger("silent");
+    // Port 9 (discard) refuses: every simulated webhook is lost.
+    const sandbox = createSandboxBetatel({
+      webhookUrl: () => "http://127.0.0.1:9/webhooks/betatel",
+      webhookSecret: undefined,
+      signingSecret: undefined,
+      stepMs: 5,
+      failureRate: 0,
+      logger,
+    });
+    const sandboxApp = createApp({ config: loadConfig({ NODE_ENV: "test" }), db: t.db, betatel: sandbox, logger });
+    const uuid = await sendOtp(sandboxApp, OTP);
+    await eventually(async () => (await sandbox.getDeliveryRecord(uuid))?.status === "read");
+    await backdate(t.db, uuid, new Date(now.getTime() - 2 * HOUR));
+
+    const summary = await reconcilerAt(now, { betatel: sandbox }).reconciler.runOnce();
+
+    expect(summary).toMatchObject({ claimed: 1, applied: 1 });
+    expect(await readMessage(uuid)).toMatchObject({ status: "READ", readAt: expect.any(String) });
+    expect(await sandbox.getDeliveryRecord(aUuid())).toBeNull();
+    sandbox.stop();
   });
 
   it("when two instances run at the same time over the same due messages, then each WDR is fetched once", async () => {
