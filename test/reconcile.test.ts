@@ -223,10 +223,13 @@ describe("reconciler", () => {
     await sleep(700);
     // One request, then silence: the batch stopped at the first 429 and Retry-After (1 s) beats 40 ms.
     const early = wdrRequestCount(t.betatel, [uuid, other]);
-    await sleep(800);
+    const afterEarly = Date.now();
+    await eventually(() => wdrRequestCount(t.betatel, [uuid, other]) >= 2, 5000);
+    const waited = Date.now() - afterEarly + 700;
     await job.stop();
 
     expect(early).toBe(1);
+    expect(waited).toBeGreaterThanOrEqual(1000);
     expect(wdrRequestCount(t.betatel, [uuid, other])).toBe(2);
   });
 });
