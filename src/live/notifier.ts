@@ -176,6 +176,7 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
     mode: "listen",
     subscribe: hub.subscribe,
     published(uuids) {
+      if (closed) return;
       for (const uuid of uuids) if (!uuid.includes(",")) pending.add(uuid);
       if (pending.size > 0) flushing ??= flush();
     },
