@@ -257,6 +257,48 @@ describe("GET /v1/messages/:uuid?waitFor=...&timeout=...", () => {
   });
 });
 
+describe.skipIf(embedded)("LISTEN connection", () => {
+  it("when the LISTEN connection is cut, then it reconnects and waiting clients still see a change made meanwhile", async () => {
+    const applicationName = `live-test-${aUuid()}`;
+    const logger = createLogger("silent");
+    const ownNotifier = await createMessageNotifier(db, { logger, applicationName, reconnectMinMs: 200 });
+    const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "silent" });
+    const client = createBetatelClient({ baseUrl: betatel.url, ...TEST_BETATEL, timeoutMs: 2000 });
+    const ownApp = await listen(createApp({ config, db, betatel: client, logger, notifier: ownNotifier }));
+    try {
+      const uuid = await sendOtp(app);
+      const answer = fetch(`${ownApp.url}/v1/messages/${uuid}?waitFor=DELIVERED&timeout=20`);
+      await eventually(() => ownNotifier.listenerCount(uuid) === 1);
+      const startedAt = Date.now();
+
+      const { rows } = await db.pool.query(
+        "SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity WHERE application_name = $1",
+        [applicationName],
+      );
+      expect(rows).toEqual([{ cut: true }]);
+      await postStatusElsewhere(uuid, "delivered"); // while this instance is not listening
+
+      expect(await (await answer).json()).toMatchObject({ status: "DELIVERED" });
+      expect(Date.now() - startedAt).toBeLessThan(10_000);
+      // Listening again: the next change arrives as usual.
+      await eventually(async () => {
+        const { rowCount } = await db.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'",
+          [applicationName],
+        );
+        return rowCount === 1;
+      });
+      const next = fetch(`${ownApp.url}/v1/messages/${uuid}?waitFor=READ&timeout=20`);
+      await eventually(() => ownNotifier.listenerCount(uuid) === 1);
+      await postStatusElsewhere(uuid, "read");
+      expect(await (await next).json()).toMatchObject({ status: "READ" });
+    } finally {
+      await ownApp.close();
+      await ownNotifier.close();
+    }
+  });
+});
+
 describe.skipIf(embedded)("shutdown", () => {
   it("when the service gets SIGTERM, then its open streams end and it exits promptly", async () => {
     const uuid = await sendOtp(app);

@@ -36,6 +36,8 @@ export interface MessageNotifier {
 
 export interface NotifierOptions {
   logger: Logger;
+  /** Shown in pg_stat_activity for the LISTEN connection. */
+  applicationName?: string;
   /** How long changes are gathered into one NOTIFY. */
   coalesceMs?: number;
   /** First and longest wait between LISTEN reconnection attempts. */
@@ -100,7 +102,10 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
   let failures = 0;
 
   async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString: url });
+    const next = new pg.Client({
+      connectionString: url,
+      application_name: options.applicationName ?? "whatsapp-otp-tracker:listen",
+    });
     next.on("notification", (message) => {
       if (message.channel !== CHANNEL || !message.payload) return;
       for (const uuid of message.payload.split(",")) hub.emit(uuid);
