@@ -7,6 +7,8 @@ import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
 import { listMessagesRoute } from "./messages/list.ts";
+import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
+import { liveRouter, longPoll } from "./live/routes.ts";
 import { messagesRouter } from "./messages/routes.ts";
 import { healthRouter } from "./ops/health.ts";
 import { instrumentBetatel } from "./ops/instrument-betatel.ts";
@@ -22,6 +24,10 @@ export interface AppDeps {
   logger: Logger;
   /** Defaults to a fresh per-app registry. */
   metrics?: Metrics;
+  /** Live status fan-out (src/live); without one, an in-process notifier (changes made here only). */
+  notifier?: MessageNotifier;
+  /** SSE heartbeat period; tests shorten it. */
+  heartbeatMs?: number;
 }
 
 /** Builds the HTTP app from its dependencies. Opens nothing and listens nowhere: `server.ts` does. */
@@ -29,6 +35,8 @@ export function createApp(deps: AppDeps): express.Express {
   const { config, db, logger } = deps;
   const metrics = deps.metrics ?? createMetrics({ pool: db.pool });
   const betatel = instrumentBetatel(deps.betatel, metrics);
+  const notifier = deps.notifier ?? createLocalNotifier();
+  const live = { db, notifier, heartbeatMs: deps.heartbeatMs };
   const app = express();
   app.disable("x-powered-by");
   app.use(metrics.httpMiddleware);
@@ -44,20 +52,25 @@ export function createApp(deps: AppDeps): express.Express {
       db,
       secret: config.WEBHOOK_SECRET,
       signingSecret: config.WEBHOOK_SIGNING_SECRET,
-      onApplied: (results) => metrics.recordWebhookResults(results),
+      onApplied: (results) => {
+        metrics.recordWebhookResults(results);
+        notifier.published(results.flatMap((r) => (r.uuid && r.outcome === "applied" ? [r.uuid] : [])));
+      },
     }),
   );
 
   const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
   const v1 = Router();
   v1.use(requireApiKey(config.API_KEYS));
-  // The list; the messages router below serves POST / and GET /:uuid.
+  // The list; the live routes; the messages router serves POST / and GET /:uuid.
   v1.get("/messages", listMessagesRoute(db));
+  v1.use("/messages", liveRouter(live));
+  v1.get("/messages/:uuid", longPoll(live));
   v1.use("/messages", messages);
   app.use("/v1", v1);
-  // The path the service's users named; same handler and same key as /v1.
+  // The path the service's users named; same handlers and same key as /v1.
   // Mounted at /messages so the router sees `/:uuid` (given the full path it matched nothing: 404).
-  app.use("/messages", Router().get("/:uuid", requireApiKey(config.API_KEYS), messages));
+  app.use("/messages", Router().get("/:uuid", requireApiKey(config.API_KEYS), longPoll(live), messages));
 
   app.use(notFoundHandler);
   app.use(problemHandler);

@@ -42,6 +42,7 @@ const envSchema = z.object({
   SANDBOX_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.1),
   RECONCILE_INTERVAL_MS: milliseconds(60_000),
   RECONCILE_AFTER_MS: milliseconds(300_000),
+  RECONCILE_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
   EXPIRE_AFTER_MS: milliseconds(86_400_000),
   // Operations (docs/ops.md): /metrics guard and the retention job.
   METRICS_TOKEN: optionalSecret,

@@ -7,6 +7,10 @@ import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
 import { startRetention } from "./ops/retention.ts";
+import { createMessageNotifier } from "./live/notifier.ts";
+import { createExpiry } from "./reconcile/expiry.ts";
+import { createReconcileJob } from "./reconcile/job.ts";
+import { createReconciler } from "./reconcile/reconciler.ts";
 
 function readConfig(): Config {
   try {
@@ -58,7 +62,31 @@ if (sandbox) logger.warn("SANDBOX MODE: no Betatel credentials, NOTHING IS SENT 
 if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook accepts unauthenticated requests");
 if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it");
 
-const app = createApp({ config, db, betatel, logger });
+// Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
+const notifier = await createMessageNotifier(db, { logger });
+if (notifier.mode === "local") logger.info("live status: embedded database, changes are seen by this process only");
+const reconcileJob = createReconcileJob({
+  reconciler: createReconciler({
+    pool: db.pool,
+    betatel,
+    logger,
+    notifier,
+    afterMs: config.RECONCILE_AFTER_MS,
+    expireAfterMs: config.EXPIRE_AFTER_MS,
+    batchSize: config.RECONCILE_BATCH_SIZE,
+  }),
+  expiry: createExpiry({
+    pool: db.pool,
+    logger,
+    notifier,
+    expireAfterMs: config.EXPIRE_AFTER_MS,
+    batchSize: config.RECONCILE_BATCH_SIZE,
+  }),
+  logger,
+  intervalMs: config.RECONCILE_INTERVAL_MS,
+});
+
+const app = createApp({ config, db, betatel, logger, notifier });
 let stopRetention = async () => {};
 const server = app.listen(config.PORT, (error?: Error) => {
   if (error) {
@@ -68,6 +96,7 @@ const server = app.listen(config.PORT, (error?: Error) => {
   port = (server.address() as AddressInfo).port;
   logger.info({ port }, "listening");
   if (stopping) return;
+  reconcileJob.start();
   stopRetention = startRetention({
     pool: db.pool,
     logger,
@@ -90,6 +119,10 @@ async function shutdown(signal: string) {
   const retentionStopped = stopRetention();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
+  await notifier.close();
+  server.closeIdleConnections(); // the ended streams' connections are idle now
+  await reconcileJob.stop();
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   await closed;
   clearTimeout(forced);

@@ -1,6 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
+import { type DeliveryRecord, parseDeliveryRecord } from "./delivery-record.ts";
 import { BetatelError } from "./errors.ts";
+
+export type { DeliveryRecord } from "./delivery-record.ts";
 
 export interface SendOtpInput {
   /** E.164 digits without `+`. */
@@ -16,6 +19,8 @@ export interface SendOtpResult {
 /** What the service needs from Betatel. The HTTP adapter and the sandbox both implement it. */
 export interface Betatel {
   sendOtp(input: SendOtpInput): Promise<SendOtpResult>;
+  /** Betatel's delivery record (WDR) of one message, without the OTP text; null when Betatel does not know it. */
+  getDeliveryRecord(uuid: string): Promise<DeliveryRecord | null>;
 }
 
 export interface BetatelHttpOptions {
@@ -41,44 +46,78 @@ export function createBetatelClient(options: BetatelHttpOptions): Betatel {
   const retryDelayMs = options.retryDelayMs ?? 200;
   const url = new URL("/api/v1/connect-hub/whatsapp/otp", options.baseUrl);
 
-  async function attempt(input: SendOtpInput, signal: AbortSignal) {
-    const response = await doFetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json",
-        "x-api-key": options.apiKey,
-        "x-account-id": options.accountId,
-      },
-      body: JSON.stringify({ to: input.to, text: input.text }),
-      signal,
-      redirect: "error",
-    });
-    return { status: response.status, body: await readLimited(response) };
+  const headers = (extra: Record<string, string> = {}) => ({
+    accept: "application/json",
+    "x-api-key": options.apiKey,
+    "x-account-id": options.accountId,
+    ...extra,
+  });
+
+  /**
+   * One call to Betatel under one deadline (every attempt and reading the answer: a slow or endless body
+   * cannot hang us), retried only when the connection was refused (the request never left).
+   */
+  async function call(target: URL, init: { method: string; body?: string; headers: Record<string, string> }) {
+    const signal = AbortSignal.timeout(options.timeoutMs);
+    for (let tryNumber = 1; ; tryNumber++) {
+      try {
+        const response = await doFetch(target, { ...init, signal, redirect: "error" });
+        return { status: response.status, headers: response.headers, body: await readLimited(response) };
+      } catch (error) {
+        if (signal.aborted) throw new BetatelError("timeout", `Betatel did not answer within ${options.timeoutMs} ms`);
+        const code = connectionErrorCode(error);
+        if (code && NOT_DELIVERED.has(code) && tryNumber < attempts) {
+          await sleep(retryDelayMs * tryNumber);
+          continue;
+        }
+        throw new BetatelError("unavailable", `Betatel could not be reached (${code ?? "network error"})`);
+      }
+    }
   }
 
   return {
     async sendOtp(input) {
-      // One deadline for every attempt and for reading the answer: a slow or endless body cannot hang us.
-      const signal = AbortSignal.timeout(options.timeoutMs);
-      for (let tryNumber = 1; ; tryNumber++) {
-        try {
-          const { status, body } = await attempt(input, signal);
-          return interpret(status, body, input.text);
-        } catch (error) {
-          if (error instanceof BetatelError) throw error;
-          if (signal.aborted)
-            throw new BetatelError("timeout", `Betatel did not answer within ${options.timeoutMs} ms`);
-          const code = connectionErrorCode(error);
-          if (code && NOT_DELIVERED.has(code) && tryNumber < attempts) {
-            await sleep(retryDelayMs * tryNumber);
-            continue;
-          }
-          throw new BetatelError("unavailable", `Betatel could not be reached (${code ?? "network error"})`);
-        }
+      const { status, body } = await call(url, {
+        method: "POST",
+        headers: headers({ "content-type": "application/json" }),
+        body: JSON.stringify({ to: input.to, text: input.text }),
+      });
+      return interpret(status, body, input.text);
+    },
+
+    async getDeliveryRecord(uuid) {
+      const target = new URL(`/api/v1/connect-hub/whatsapp/${encodeURIComponent(uuid)}/wdr`, options.baseUrl);
+      const answer = await call(target, { method: "GET", headers: headers() });
+      if (answer.status === 404) return null;
+      if (answer.status >= 200 && answer.status < 300) {
+        const record = parseDeliveryRecord(parseJson(answer.body));
+        if (!record)
+          throw new BetatelError("unavailable", "Betatel answered an unreadable delivery record", answer.status);
+        return record;
       }
+      // The WDR carries the OTP text: never keep Betatel's words about it.
+      const retryAfterMs = parseRetryAfter(answer.headers.get("retry-after"));
+      if (answer.status === 401 || answer.status === 403)
+        throw new BetatelError("auth_failed", "Betatel refused our credentials", answer.status);
+      if (answer.status === 400) throw new BetatelError("rejected", "Betatel rejected the request", answer.status);
+      throw new BetatelError(
+        "unavailable",
+        `Betatel answered ${answer.status}`,
+        answer.status,
+        undefined,
+        retryAfterMs,
+      );
     },
   };
+}
+
+/** `Retry-After` as milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 function connectionErrorCode(error: unknown): string | undefined {

@@ -10,6 +10,8 @@ export class BetatelError extends Error {
     readonly status?: number,
     /** Betatel's reason, already trimmed and free of the OTP text. */
     readonly reason?: string,
+    /** How long Betatel asked us to wait (`Retry-After`), when it said so. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

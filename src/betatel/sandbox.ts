@@ -1,7 +1,10 @@
 import type { Logger } from "pino";
 import { Webhook } from "standardwebhooks";
 import { ulid } from "ulid";
-import type { Betatel } from "./client.ts";
+import type { Betatel, DeliveryRecord } from "./client.ts";
+
+/** Delivery records kept for the WDR endpoint; the oldest are forgotten beyond this many. */
+const MAX_RECORDS = 10_000;
 
 export interface SandboxOptions {
   /** Where the simulated statuses are posted: this service's own webhook. */
@@ -30,6 +33,25 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
   const timers = new Set<NodeJS.Timeout>();
   const random = options.random ?? Math.random;
   const signer = options.signingSecret ? new Webhook(options.signingSecret) : undefined;
+  // The simulated Betatel's own view of each message, as its WDR endpoint would answer it.
+  const records = new Map<string, DeliveryRecord>();
+
+  function remember(item: Record<string, unknown>, timestamp: string) {
+    const uuid = String(item.uuid);
+    const known = records.get(uuid);
+    if (!known && records.size >= MAX_RECORDS) records.delete(records.keys().next().value as string);
+    const status = String(item.status);
+    records.set(uuid, {
+      uuid,
+      wamId: typeof item.wam_id === "string" ? item.wam_id : (known?.wamId ?? null),
+      to: typeof item.to === "string" ? item.to : (known?.to ?? null),
+      status,
+      timestamp: known?.timestamp ?? timestamp,
+      deliveryTimestamp: status === "delivered" ? timestamp : (known?.deliveryTimestamp ?? null),
+      deliveryTime: null,
+      webhookDelivered: false,
+    });
+  }
 
   async function post(item: Record<string, unknown>) {
     const body = JSON.stringify(item);
@@ -59,7 +81,9 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
   function schedule(step: number, item: Record<string, unknown>) {
     const timer = setTimeout(() => {
       timers.delete(timer);
-      void post({ ...item, timestamp: new Date().toISOString() });
+      const timestamp = new Date().toISOString();
+      remember(item, timestamp);
+      void post({ ...item, timestamp });
     }, step * options.stepMs);
     timer.unref();
     timers.add(timer);
@@ -70,6 +94,7 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
       const uuid = ulid();
       const fails = random() < options.failureRate;
       const wamId = `wamid.sandbox.${uuid}`;
+      remember({ uuid, status: "pending", wam_id: wamId, to }, new Date().toISOString());
       schedule(1, { uuid, status: "sent", wam_id: wamId, to });
       if (fails) {
         schedule(2, {
@@ -83,6 +108,10 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
         schedule(3, { uuid, status: "read", to });
       }
       return { uuid, to };
+    },
+    async getDeliveryRecord(uuid) {
+      const record = records.get(uuid);
+      return record ? { ...record } : null;
     },
     stop() {
       for (const timer of timers) clearTimeout(timer);

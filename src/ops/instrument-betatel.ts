@@ -24,5 +24,7 @@ export function instrumentBetatel(
         stop({ result });
       }
     },
+    // The reconciler's WDR reads are not counted here: the reconciler logs its own runs.
+    getDeliveryRecord: (uuid) => betatel.getDeliveryRecord(uuid),
   };
 }

@@ -12,7 +12,7 @@ export interface RecordedRequest {
 
 /** How the fake answers one request. The default is Betatel's success answer with a fresh uuid. */
 export type Reply =
-  | { status: number; body?: unknown; contentType?: string; delayMs?: number }
+  | { status: number; body?: unknown; contentType?: string; delayMs?: number; headers?: Record<string, string> }
   | { hang: true }
   | { reset: true }
   | { stream: "endless" };
@@ -28,7 +28,7 @@ export interface FakeBetatel {
   close(): Promise<void>;
 }
 
-const success = (request: RecordedRequest): Reply => ({
+export const success = (request: RecordedRequest): Reply => ({
   status: 200,
   body: { uuid: ulid(), to: (request.json as { to?: string } | undefined)?.to ?? "" },
 });
@@ -56,6 +56,7 @@ export async function startFakeBetatel(): Promise<FakeBetatel> {
         reply.body === undefined ? "" : typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body);
       res.writeHead(reply.status, {
         "content-type": reply.contentType ?? (typeof reply.body === "string" ? "text/plain" : "application/json"),
+        ...reply.headers,
       });
       res.end(body);
     };
