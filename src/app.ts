@@ -6,6 +6,7 @@ import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
+import { securityHeaders, sendRateLimit } from "./http/security.ts";
 import { messagesRouter } from "./messages/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
@@ -22,6 +23,7 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.use(requestLogger(logger));
+  app.use(securityHeaders());
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
@@ -46,6 +48,7 @@ export function createApp(deps: AppDeps): express.Express {
   const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
   const v1 = Router();
   v1.use(requireApiKey(config.API_KEYS));
+  v1.post("/messages", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));
   v1.use("/messages", messages);
   app.use("/v1", v1);
   // The path the service's users named; same handler and same key as /v1.

@@ -1,3 +1,4 @@
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createApp } from "./app.ts";
 import { createBetatelClient } from "./betatel/client.ts";
@@ -6,6 +7,7 @@ import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
+import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
 
 function readConfig(): Config {
   try {
@@ -58,18 +60,15 @@ if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook ac
 if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it");
 
 const app = createApp({ config, db, betatel, logger });
-const server = app.listen(config.PORT, (error?: Error) => {
-  if (error) {
-    logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
-    process.exit(1);
-  }
+const server = createServer(HTTP_SERVER_OPTIONS, app);
+server.on("error", (error) => {
+  logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
+  process.exit(1);
+});
+server.listen(config.PORT, () => {
   port = (server.address() as AddressInfo).port;
   logger.info({ port }, "listening");
 });
-// Bounded waits for slow clients; keep-alive a little above common load balancer idle timeouts.
-server.requestTimeout = 30_000;
-server.headersTimeout = 10_000;
-server.keepAliveTimeout = 65_000;
 
 let stopping = false;
 async function shutdown(signal: string) {
