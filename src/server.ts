@@ -77,9 +77,12 @@ async function shutdown(signal: string) {
   logger.info({ signal }, "shutting down: finishing in-flight requests");
   sandbox?.stop();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
+  const sweep = setInterval(() => server.closeIdleConnections(), 100);
   server.closeIdleConnections();
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   await closed;
+  clearInterval(sweep);
   clearTimeout(forced);
   await db.close();
   logger.info("stopped");

@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
 export interface SpawnedServer {
   child: ChildProcess;
@@ -14,13 +13,16 @@ export interface SpawnedServer {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** Runs `tsx src/server.ts` with exactly `env` (plus PATH), as an operator would start it. */
+/**
+ * Runs `node --import tsx src/server.ts` with exactly `env` (plus PATH), as an operator would start it. One
+ * process, not the `tsx` wrapper (which forks a child): a signal sent to it reaches the server itself.
+ */
 export function runServer(env: Record<string, string>): {
   child: ChildProcess;
   output(): string;
   exited: Promise<number | string>;
 } {
-  const child = spawn(TSX, ["src/server.ts"], {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
