@@ -147,3 +147,26 @@ describe("when PostgreSQL terminates the app's connections (pg_terminate_backend
     }
   });
 });
+
+describe("when a query fails for a reason other than connectivity", () => {
+  it("then 500 internal_error with no SQL or stack in the body, and the details only in the log", async () => {
+    await scratch.query("ALTER TABLE message_events RENAME TO message_events_moved");
+    try {
+      for (const res of [await request(t.app).get(`/v1/messages/${aUuid()}`), await postStatus(aUuid(), "SENT")]) {
+        expect(res.status).toBe(500);
+        expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+        expect(res.body).toEqual({
+          type: "urn:whatsapp-otp-tracker:problem:internal_error",
+          title: "Internal error",
+          status: 500,
+          detail: "Something went wrong on our side.",
+          code: "internal_error",
+        });
+      }
+      expect(t.logs.text).toContain("message_events");
+    } finally {
+      await scratch.query("ALTER TABLE message_events_moved RENAME TO message_events");
+    }
+    expect((await request(t.app).get("/readyz")).status).toBe(200);
+  });
+});

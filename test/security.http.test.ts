@@ -139,3 +139,21 @@ describe("start-up in production", () => {
     for (const secret of ["k1", "s1", "b1", "a1"]) expect(lines[0]).not.toMatch(new RegExp(`\\b${secret}\\b`));
   });
 });
+
+describe("rate limit without API_KEYS", () => {
+  it("when API_KEYS is unset, then callers are limited by address instead", async () => {
+    const open = await startTestApp({ RATE_LIMIT_PER_MINUTE: "2" });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await request(open.app)
+          .post("/v1/messages")
+          .send({ to: aPhoneNumber(), text: "Your code is 222222" });
+        statuses.push(res.status);
+      }
+      expect(statuses).toEqual([201, 201, 429]);
+    } finally {
+      await open.close();
+    }
+  });
+});
