@@ -104,8 +104,9 @@ describe("when PostgreSQL terminates the app's connections (pg_terminate_backend
     await Promise.all(Array.from({ length: 5 }, () => request(t.app).get("/readyz")));
     expect(await terminateAppConnections()).toBeGreaterThan(0);
 
+    // A killed session may be handed out before its error is seen: that request is a 503, the next ones are fine.
     const statuses: number[] = [];
-    for (let i = 0; i < 5; i++) statuses.push((await request(t.app).get("/readyz")).status);
+    for (let i = 0; i < 10 && statuses.at(-1) !== 200; i++) statuses.push((await request(t.app).get("/readyz")).status);
     for (const status of statuses) expect([200, 503]).toContain(status);
     expect(statuses.at(-1)).toBe(200);
     const sent = await sendOtp();

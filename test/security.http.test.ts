@@ -5,10 +5,12 @@ import { aPhoneNumber, startTestApp, type TestApp } from "./support/test-app.ts"
 
 const KEY_A = "key-a-0123456789abcdef";
 const KEY_B = "key-b-fedcba9876543210";
+// Its own key, so the rate limit test's counts are not shared with other tests.
+const KEY_C = "key-c-00112233445566778899";
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await startTestApp({ API_KEYS: `${KEY_A}, ${KEY_B}`, RATE_LIMIT_PER_MINUTE: "3" });
+  t = await startTestApp({ API_KEYS: `${KEY_A}, ${KEY_B},${KEY_C}`, RATE_LIMIT_PER_MINUTE: "3" });
 });
 afterAll(() => t.close());
 beforeEach(() => t.betatel.reset());
@@ -90,7 +92,7 @@ describe("body and batch limits", () => {
   it("when POST /v1/messages carries more than 64 kB, then 413 problem+json", async () => {
     const res = await request(t.app)
       .post("/v1/messages")
-      .set("x-api-key", KEY_B)
+      .set("x-api-key", KEY_C)
       .set("content-type", "application/json")
       .send(JSON.stringify({ to: aPhoneNumber(), text: "x".repeat(70_000) }));
     expectProblem(res, 413, "payload_too_large");
@@ -155,5 +157,19 @@ describe("rate limit without API_KEYS", () => {
     } finally {
       await open.close();
     }
+  });
+});
+
+describe("duplicate JSON keys", () => {
+  it("when a key appears twice, then the last value is the one validated and used (as JSON.parse reads it)", async () => {
+    const first = aPhoneNumber();
+    const last = aPhoneNumber();
+    const res = await request(t.app)
+      .post("/v1/messages")
+      .set({ "x-api-key": KEY_C, "content-type": "application/json" })
+      .send(`{"to": "${first}", "text": "Your code is 1", "to": "${last}", "text": "Your code is 2"}`);
+    expect(res.status).toBe(201);
+    expect(res.body.to).toBe(last);
+    expect(t.betatel.requests.map((call) => call.json)).toEqual([{ to: last, text: "Your code is 2" }]);
   });
 });
