@@ -6,6 +6,7 @@ import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
+import { securityHeaders, sendRateLimit } from "./http/security.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
 import { liveRouter, longPoll } from "./live/routes.ts";
 import { listMessagesRoute } from "./messages/list.ts";
@@ -41,6 +42,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable("x-powered-by");
   app.use(metrics.httpMiddleware);
   app.use(requestLogger(logger));
+  app.use(securityHeaders());
 
   app.use(healthRouter(db));
   app.use(metricsRouter(metrics, config.METRICS_TOKEN));
@@ -62,6 +64,7 @@ export function createApp(deps: AppDeps): express.Express {
   const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
   const v1 = Router();
   v1.use(requireApiKey(config.API_KEYS));
+  v1.post("/messages", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));
   // The list; the live routes; the messages router serves POST / and GET /:uuid.
   v1.get("/messages", listMessagesRoute(db));
   v1.use("/messages", liveRouter(live));

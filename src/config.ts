@@ -36,6 +36,8 @@ const envSchema = z.object({
         .map((key) => key.trim())
         .filter(Boolean),
     ),
+  /** POST /v1/messages per API key per minute, per instance (in memory); 0 turns the limit off. */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   PUBLIC_URL: z.url().optional(),
   SANDBOX_STEP_MS: milliseconds(2000),

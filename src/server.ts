@@ -1,3 +1,4 @@
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createApp } from "./app.ts";
 import { createBetatelClient } from "./betatel/client.ts";
@@ -6,6 +7,7 @@ import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
+import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
 import { createMessageNotifier } from "./live/notifier.ts";
 import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
@@ -88,11 +90,12 @@ const reconcileJob = createReconcileJob({
 
 const app = createApp({ config, db, betatel, logger, notifier });
 let stopRetention = async () => {};
-const server = app.listen(config.PORT, (error?: Error) => {
-  if (error) {
-    logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
-    process.exit(1);
-  }
+const server = createServer(HTTP_SERVER_OPTIONS, app);
+server.on("error", (error) => {
+  logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
+  process.exit(1);
+});
+server.listen(config.PORT, () => {
   port = (server.address() as AddressInfo).port;
   logger.info({ port }, "listening");
   if (stopping) return;
@@ -105,10 +108,6 @@ const server = app.listen(config.PORT, (error?: Error) => {
     messageRetentionMs: config.MESSAGE_RETENTION_MS,
   });
 });
-// Bounded waits for slow clients; keep-alive a little above common load balancer idle timeouts.
-server.requestTimeout = 30_000;
-server.headersTimeout = 10_000;
-server.keepAliveTimeout = 65_000;
 
 let stopping = false;
 async function shutdown(signal: string) {
@@ -118,6 +117,8 @@ async function shutdown(signal: string) {
   sandbox?.stop();
   const retentionStopped = stopRetention();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
+  const sweep = setInterval(() => server.closeIdleConnections(), 100);
   server.closeIdleConnections();
   // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
   await notifier.close();
@@ -125,6 +126,7 @@ async function shutdown(signal: string) {
   await reconcileJob.stop();
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   await closed;
+  clearInterval(sweep);
   clearTimeout(forced);
   await retentionStopped;
   await db.close();

@@ -21,7 +21,7 @@ describe.skipIf(embedded)("POST /webhooks/betatel when the database is unreachab
   beforeAll(async () => {
     t = await startTestApp();
     const url = new URL(testDatabaseUrl() as string);
-    proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    proxy = await startTcpProxy(Number(url.port || 5432), url.hostname);
     url.host = `127.0.0.1:${proxy.port}`;
     url.searchParams.set("application_name", APPLICATION_NAME);
     proxied = await openDatabase({ url: url.toString(), dataDir: "", poolSize: 2 });

@@ -35,7 +35,11 @@ export interface BetatelHttpOptions {
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
-const sendResponseSchema = z.object({ uuid: z.string().min(1).max(255), to: z.string().max(32).optional() });
+// The uuid must be one our own API can store and serve back (`GET /v1/messages/:uuid` accepts only these).
+const sendResponseSchema = z.object({
+  uuid: z.string().regex(/^[A-Za-z0-9._:-]{1,255}$/),
+  to: z.string().max(32).optional(),
+});
 
 /** Connection errors that mean the request was never delivered to Betatel. */
 const NOT_DELIVERED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
@@ -150,7 +154,7 @@ function interpret(status: number, body: string, otpText: string): SendOtpResult
   if (status >= 200 && status < 300) {
     const parsed = sendResponseSchema.safeParse(json);
     if (!parsed.success) {
-      throw new BetatelError("unavailable", "Betatel answered without a message uuid", status);
+      throw new BetatelError("unavailable", "Betatel answered without a usable message uuid", status);
     }
     return { uuid: parsed.data.uuid, to: parsed.data.to ?? "" };
   }

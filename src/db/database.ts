@@ -44,6 +44,12 @@ function makePool(connectionString: string, max: number): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
   // An idle client whose server went away emits here; without a listener it would crash the process.
   pool.on("error", () => {});
+  // A checked-out client (inside a transaction, between two queries) emits "error" on itself when the server
+  // ends the session (restart, pg_terminate_backend, network cut). Without a listener that crashes the process;
+  // with one, the client's next query fails ("not queryable": a 503) and the pool discards it on release.
+  pool.on("connect", (client) => {
+    client.on("error", () => {});
+  });
   return pool;
 }
 

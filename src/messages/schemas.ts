@@ -18,6 +18,9 @@ export const phoneNumberSchema = z
     example: "38761444555",
   });
 
+// Control characters (C0, DEL, C1) except tab, newline and carriage return.
+const CONTROL_CHARACTERS = /(?![\t\n\r])\p{Cc}/u;
+
 export const sendMessageBodySchema = z
   .strictObject({
     to: phoneNumberSchema,
@@ -27,6 +30,12 @@ export const sendMessageBodySchema = z
         const length = [...text].length;
         return length >= 1 && length <= 4096;
       }, "must be 1 to 4096 characters")
+      // A WhatsApp text cannot carry NUL or terminal control codes, and a lone surrogate is not text at all:
+      // refuse them here rather than let Betatel or the phone garble the code. Tab and newlines are fine.
+      .refine(
+        (text) => text.isWellFormed() && !CONTROL_CHARACTERS.test(text),
+        "must not contain control characters (other than tab and newline) or invalid Unicode",
+      )
       .meta({
         description: "The OTP message. Never stored in clear and never logged.",
         example: "Your code is 482910",

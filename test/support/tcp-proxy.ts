@@ -1,35 +1,46 @@
-import net from "node:net";
+import { createServer, type Server, Socket } from "node:net";
 
-/** A TCP proxy the test owns, in front of Postgres: `stop()` is "the database went away", `start()` brings it back. */
 export interface TcpProxy {
+  /** The port the app connects to instead of the target's. */
   port: number;
-  start(): Promise<void>;
+  /** Rewrites a postgres URL to go through the proxy. */
+  via(url: string): string;
+  /** "The database is down": destroys every live connection and refuses new ones. */
   stop(): Promise<void>;
+  /** "The database is back": accepts connections again on the same port. */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
-  const sockets = new Set<net.Socket>();
-  let server: net.Server | undefined;
+/**
+ * A test-owned TCP proxy in front of PostgreSQL. Stopping it is a real outage from the app's point of view
+ * (sockets reset, connections refused) without stopping the shared server other tests use.
+ */
+export async function startTcpProxy(targetPort = 5432, targetHost = "127.0.0.1"): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
   let port = 0;
 
   const listen = () =>
     new Promise<void>((resolve, reject) => {
-      const next = net.createServer((client) => {
-        const upstream = net.connect(target.port, target.host);
-        for (const socket of [client, upstream]) {
-          sockets.add(socket);
-          socket.on("close", () => sockets.delete(socket));
-          socket.on("error", () => {
-            client.destroy();
-            upstream.destroy();
-          });
-        }
-        client.pipe(upstream).pipe(client);
+      const next = createServer((client) => {
+        const upstream = new Socket();
+        sockets.add(client).add(upstream);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(client);
+          sockets.delete(upstream);
+        };
+        client.on("error", drop).on("close", drop);
+        upstream.on("error", drop).on("close", drop);
+        upstream.connect(targetPort, targetHost, () => {
+          client.pipe(upstream).pipe(client);
+        });
       });
       next.once("error", reject);
       next.listen(port, "127.0.0.1", () => {
-        port = (next.address() as net.AddressInfo).port;
+        port = (next.address() as { port: number }).port;
         server = next;
         resolve();
       });
@@ -37,13 +48,26 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
 
   const stop = () =>
     new Promise<void>((resolve) => {
+      const current = server;
+      server = undefined;
       for (const socket of sockets) socket.destroy();
       sockets.clear();
-      if (!server) return resolve();
-      server.close(() => resolve());
-      server = undefined;
+      if (!current) return resolve();
+      current.close(() => resolve());
     });
 
   await listen();
-  return { port, start: listen, stop, close: stop };
+  return {
+    get port() {
+      return port;
+    },
+    via(url) {
+      const parsed = new URL(url);
+      parsed.host = `127.0.0.1:${port}`;
+      return parsed.toString();
+    },
+    stop,
+    start: listen,
+    close: stop,
+  };
 }

@@ -1,0 +1,158 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
+import { createScratchDatabase, type ScratchDatabase } from "./support/scratch-database.ts";
+import { spawnServer } from "./support/spawn-server.ts";
+import { aPhoneNumber, aUuid, TEST_BETATEL } from "./support/test-app.ts";
+
+const API_KEY = "process-fault-key";
+
+let fake: FakeBetatel;
+beforeAll(async () => {
+  fake = await startFakeBetatel();
+});
+afterAll(() => fake.close());
+
+const env = (databaseUrl: string) => ({
+  NODE_ENV: "production",
+  DATABASE_URL: databaseUrl,
+  API_KEYS: API_KEY,
+  WEBHOOK_SECRET: "process-fault-webhook-secret",
+  BETATEL_BASE_URL: fake.url,
+  BETATEL_API_KEY: TEST_BETATEL.apiKey,
+  BETATEL_ACCOUNT_ID: TEST_BETATEL.accountId,
+  RATE_LIMIT_PER_MINUTE: "0",
+  RECONCILE_INTERVAL_MS: "0",
+});
+
+const sendOtp = (url: string) =>
+  fetch(`${url}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": API_KEY },
+    body: JSON.stringify({ to: aPhoneNumber(), text: "Your code is 135790" }),
+  });
+
+const postStatuses = (url: string, items: unknown[]) =>
+  fetch(`${url}/webhooks/betatel`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-webhook-secret": "process-fault-webhook-secret" },
+    body: JSON.stringify(items),
+  });
+
+async function until(condition: () => boolean, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe("SIGTERM", () => {
+  it("when a slow send is in flight, then it still completes 201, new connections are refused, and the process exits 0", async () => {
+    fake.reset();
+    const server = await spawnServer(env(inject("databaseUrl")));
+    const uuid = aUuid();
+    fake.reply({ status: 200, body: { uuid, to: "38761000000" }, delayMs: 1500 });
+
+    const slow = sendOtp(server.url);
+    await until(() => fake.requests.length === 1);
+    server.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+
+    const res = await slow;
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { uuid: string }).uuid).toBe(uuid);
+    const answered = Date.now();
+    expect(await server.exited).toBe(0);
+    // Exits right after the last response, not when keep-alive or the forced close would end the connection.
+    expect(Date.now() - answered).toBeLessThan(3_000);
+    expect(server.output()).toContain("shutting down");
+    expect(server.output()).toContain('"msg":"stopped"');
+
+    // The drained request really stored its message.
+    const client = new pg.Client({ connectionString: inject("databaseUrl") });
+    await client.connect();
+    const { rows } = await client.query("SELECT status FROM messages WHERE uuid = $1", [uuid]);
+    await client.end();
+    expect(rows).toEqual([{ status: "PENDING" }]);
+  });
+});
+
+describe("SIGKILL mid-load", () => {
+  let scratch: ScratchDatabase;
+  beforeAll(async () => {
+    scratch = await createScratchDatabase("sigkill");
+  });
+  afterAll(() => scratch.drop());
+
+  it("when the process is killed while sends and webhooks are in flight, then no message or event is half-written", async () => {
+    fake.reset();
+    const server = await spawnServer(env(scratch.url));
+    // Betatel answers after a short random delay, and its status webhook races the send (buffered events).
+    fake.always((request) => {
+      const uuid = aUuid();
+      void postStatuses(server.url, [{ uuid, status: "SENT" }]).catch(() => {});
+      return { status: 200, body: { uuid, to: (request.json as { to: string }).to }, delayMs: Math.random() * 20 };
+    });
+
+    let created = 0;
+    let interrupted = 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        try {
+          const res = await sendOtp(server.url);
+          if (res.status !== 201) continue;
+          created++;
+          const { uuid } = (await res.json()) as { uuid: string };
+          await postStatuses(server.url, [
+            { uuid, status: "DELIVERED" },
+            { uuid, status: "READ" },
+          ]);
+        } catch {
+          interrupted++;
+          return;
+        }
+      }
+    };
+    const workers = Array.from({ length: 12 }, worker);
+    await until(() => created >= 40, 20_000);
+    server.kill("SIGKILL");
+    stop = true;
+    await Promise.all(workers);
+    expect(await server.exited).toBe("SIGKILL");
+    expect(interrupted).toBeGreaterThan(0);
+    console.log(`SIGKILL mid-load: ${created} sends answered 201, ${interrupted} requests cut by the kill`);
+
+    const [check] = await scratch.query<Record<string, number>>(`SELECT
+      (SELECT count(*)::int FROM messages) AS messages,
+      (SELECT count(*)::int FROM messages m WHERE NOT EXISTS
+        (SELECT 1 FROM message_events e WHERE e.uuid = m.uuid AND e.status = 'PENDING')) AS without_pending,
+      (SELECT count(*)::int FROM messages m WHERE NOT EXISTS
+        (SELECT 1 FROM message_events e WHERE e.uuid = m.uuid AND e.status = m.status AND e.outcome = 'applied'))
+        AS status_without_event,
+      (SELECT count(*)::int FROM messages m WHERE (m.sent_at IS NOT NULL) <> EXISTS
+        (SELECT 1 FROM message_events e WHERE e.uuid = m.uuid AND e.status = 'SENT' AND e.outcome IN ('applied', 'stale')))
+        AS sent_at_mismatch,
+      (SELECT count(*)::int FROM message_events e WHERE e.outcome <> 'buffered' AND NOT EXISTS
+        (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)) AS orphan_events,
+      (SELECT count(*)::int FROM message_events e WHERE e.outcome = 'buffered' AND EXISTS
+        (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)) AS unsettled_buffered`);
+    expect(check?.messages).toBeGreaterThanOrEqual(created);
+    expect(check).toMatchObject({
+      without_pending: 0,
+      status_without_event: 0,
+      sent_at_mismatch: 0,
+      orphan_events: 0,
+      unsettled_buffered: 0,
+    });
+
+    // The next start on the same database serves normally.
+    fake.reset();
+    const again = await spawnServer(env(scratch.url));
+    expect((await sendOtp(again.url)).status).toBe(201);
+    again.kill("SIGTERM");
+    expect(await again.exited).toBe(0);
+  });
+});

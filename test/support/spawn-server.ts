@@ -1,0 +1,62 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+export interface SpawnedServer {
+  child: ChildProcess;
+  url: string;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the exit code (or the signal name) once the process has ended. */
+  exited: Promise<number | string>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Runs `node --import tsx src/server.ts` with exactly `env` (plus PATH), as an operator would start it. One
+ * process, not the `tsx` wrapper (which forks a child): a signal sent to it reaches the server itself.
+ */
+export function runServer(env: Record<string, string>): {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<number | string>;
+} {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let text = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    text += chunk.toString("utf8");
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    text += chunk.toString("utf8");
+  });
+  const exited = new Promise<number | string>((resolve) => {
+    child.on("exit", (code, signal) => resolve(code ?? signal ?? -1));
+  });
+  return { child, output: () => text, exited };
+}
+
+/** Starts the server and waits for its "listening" log line. */
+export async function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
+  const run = runServer(env);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = /"port":(\d+)[^\n]*"msg":"listening"/.exec(run.output());
+    if (match) {
+      return {
+        ...run,
+        url: `http://127.0.0.1:${match[1]}`,
+        kill: (signal = "SIGTERM") => run.child.kill(signal),
+      };
+    }
+    const done = await Promise.race([run.exited, new Promise((resolve) => setTimeout(() => resolve(undefined), 50))]);
+    if (done !== undefined || Date.now() > deadline) {
+      run.child.kill("SIGKILL");
+      throw new Error(`server did not start (exit ${String(done)}):\n${run.output()}`);
+    }
+  }
+}
