@@ -6,7 +6,7 @@ import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
-import { messagesRouter } from "./messages/routes.ts";
+import { getMessage, messagesRouter } from "./messages/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
 export interface AppDeps {
@@ -49,7 +49,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use("/messages", messages);
   app.use("/v1", v1);
   // The path the service's users named; same handler and same key as /v1.
-  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), messages);
+  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), getMessage(db));
 
   app.use(notFoundHandler);
   app.use(problemHandler);
