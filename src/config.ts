@@ -58,7 +58,11 @@ export class ConfigError extends Error {
 
 /** Parses the environment once; a wrong value throws one line naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  // `PORT=` (set but empty, common in compose files) means "not set": without this, numbers coerce "" to 0.
+  const given = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ""),
+  );
+  const parsed = envSchema.safeParse(given);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ConfigError(`Invalid configuration: ${String(issue?.path[0] ?? "environment")}: ${issue?.message}`);
