@@ -56,11 +56,20 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
     }
   }
 
-  function schedule(step: number, item: Record<string, unknown>) {
-    const timer = setTimeout(() => {
+  let stopped = false;
+
+  /**
+   * Posts the statuses one after the other, each `stepMs` after the previous one was answered, so they arrive
+   * in order even when the service is slow (fire-and-forget timers let DELIVERED overtake a slow SENT).
+   */
+  function play(items: Record<string, unknown>[]) {
+    const [item, ...rest] = items;
+    if (!item || stopped) return;
+    const timer = setTimeout(async () => {
       timers.delete(timer);
-      void post({ ...item, timestamp: new Date().toISOString() });
-    }, step * options.stepMs);
+      await post({ ...item, timestamp: new Date().toISOString() });
+      play(rest);
+    }, options.stepMs);
     timer.unref();
     timers.add(timer);
   }
@@ -70,21 +79,18 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
       const uuid = ulid();
       const fails = random() < options.failureRate;
       const wamId = `wamid.sandbox.${uuid}`;
-      schedule(1, { uuid, status: "sent", wam_id: wamId, to });
-      if (fails) {
-        schedule(2, {
-          uuid,
-          status: "failed",
-          to,
-          error: { code: "131026", message: "Message undeliverable (sandbox)" },
-        });
-      } else {
-        schedule(2, { uuid, status: "delivered", to });
-        schedule(3, { uuid, status: "read", to });
-      }
+      const sent = { uuid, status: "sent", wam_id: wamId, to };
+      const failed = {
+        uuid,
+        status: "failed",
+        to,
+        error: { code: "131026", message: "Message undeliverable (sandbox)" },
+      };
+      play(fails ? [sent, failed] : [sent, { uuid, status: "delivered", to }, { uuid, status: "read", to }]);
       return { uuid, to };
     },
     stop() {
+      stopped = true;
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
     },

@@ -37,11 +37,18 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
   return toSummary(row);
 }
 
+/**
+ * The message with its events, read in one snapshot: two independent reads could see a status whose event
+ * is not there yet (a webhook committing between them).
+ */
 export async function findMessage(db: Database, uuid: string): Promise<MessageView | undefined> {
-  const [message, events] = await Promise.all([
-    db.prisma.message.findUnique({ where: { uuid } }),
-    db.prisma.messageEvent.findMany({ where: { uuid }, orderBy: [{ occurredAt: "asc" }, { id: "asc" }] }),
-  ]);
+  const [message, events] = await db.prisma.$transaction(
+    [
+      db.prisma.message.findUnique({ where: { uuid } }),
+      db.prisma.messageEvent.findMany({ where: { uuid }, orderBy: [{ occurredAt: "asc" }, { id: "asc" }] }),
+    ],
+    { isolationLevel: "RepeatableRead" },
+  );
   if (!message) return undefined;
   return { ...toSummary(message), events: events.map(toEventView) };
 }
