@@ -30,7 +30,9 @@ export interface BetatelHttpOptions {
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
-const sendResponseSchema = z.object({ uuid: z.string().min(1).max(255), to: z.string().max(32).optional() });
+// Only the uuid matters: once Betatel answered 2xx with one, the OTP is on its way, and calling an odd `to`
+// a failure would make the caller send a second OTP.
+const sendResponseSchema = z.object({ uuid: z.string().min(1).max(255), to: z.unknown().optional() });
 
 /** Connection errors that mean the request was never delivered to Betatel. */
 const NOT_DELIVERED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
@@ -70,11 +72,15 @@ export function createBetatelClient(options: BetatelHttpOptions): Betatel {
           if (signal.aborted)
             throw new BetatelError("timeout", `Betatel did not answer within ${options.timeoutMs} ms`);
           const code = connectionErrorCode(error);
-          if (code && NOT_DELIVERED.has(code) && tryNumber < attempts) {
-            await sleep(retryDelayMs * tryNumber);
-            continue;
-          }
-          throw new BetatelError("unavailable", `Betatel could not be reached (${code ?? "network error"})`);
+          const unreachable = new BetatelError(
+            "unavailable",
+            `Betatel could not be reached (${code ?? "network error"})`,
+          );
+          if (!code || !NOT_DELIVERED.has(code) || tryNumber >= attempts) throw unreachable;
+          // Still nothing sent: if the deadline passes while waiting, this is "unreachable", not a timeout
+          // (a timeout tells the caller the OTP may be out).
+          const waited = await sleep(retryDelayMs * tryNumber, true, { signal }).catch(() => false);
+          if (!waited) throw unreachable;
         }
       }
     },
@@ -113,7 +119,8 @@ function interpret(status: number, body: string, otpText: string): SendOtpResult
     if (!parsed.success) {
       throw new BetatelError("unavailable", "Betatel answered without a message uuid", status);
     }
-    return { uuid: parsed.data.uuid, to: parsed.data.to ?? "" };
+    const { uuid, to } = parsed.data;
+    return { uuid, to: typeof to === "string" || typeof to === "number" ? String(to) : "" };
   }
   const reason = describe(json, body, otpText);
   if (status === 400) throw new BetatelError("rejected", "Betatel rejected the request", status, reason);
