@@ -48,12 +48,14 @@ describe("POST /v1/messages", () => {
         {
           status: "PENDING",
           outcome: "applied",
-          occurredAt: res.body.createdAt,
-          receivedAt: expect.any(String),
+          occurredAt: expect.any(String),
+          receivedAt: res.body.createdAt,
           source: "api",
         },
       ],
     });
+    // PENDING happened when Betatel was asked, just before the row was written.
+    expect(read.body.events[0].occurredAt <= res.body.createdAt).toBe(true);
   });
 
   it("when `to` has spaces, dashes and parentheses, then Betatel gets E.164 digits without +", async () => {
@@ -94,6 +96,37 @@ describe("POST /v1/messages", () => {
     expect(t.logs.text).not.toContain(to);
   });
 });
+
+describe("POST /v1/messages and an early webhook", () => {
+  it("when SENT arrives before the row is stored, then PENDING (the time we asked Betatel) is still the first event", async () => {
+    const uuid = aUuid();
+    const to = aPhoneNumber();
+    t.betatel.reply({ status: 200, body: { uuid, to }, delayMs: 300 });
+
+    const sending = request(t.app)
+      .post("/v1/messages")
+      .send({ to, text: "1234" })
+      .then((res) => res);
+    await until(() => t.betatel.requests.length === 1);
+    // Betatel already sent it and says so while our insert has not happened yet.
+    const early = await request(t.app)
+      .post("/webhooks/betatel")
+      .send({ uuid, status: "sent", timestamp: new Date().toISOString() });
+    const sent = await sending;
+
+    expect(early.status).toBe(200);
+    expect(sent.status).toBe(201);
+    const read = await request(t.app).get(`/v1/messages/${uuid}`);
+    expect(read.body.status).toBe("SENT");
+    expect(read.body.events.map((event: { status: string }) => event.status)).toEqual(["PENDING", "SENT"]);
+    expect(read.body.events[0].occurredAt <= read.body.events[1].occurredAt).toBe(true);
+  });
+});
+
+async function until(done: () => boolean) {
+  const deadline = Date.now() + 5000;
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+}
 
 describe("GET /v1/messages/:uuid", () => {
   it("when the uuid is unknown, then it answers 404 message_not_found as problem+json", async () => {

@@ -8,6 +8,11 @@ export interface NewMessage {
   uuid: string;
   to: string;
   textLength: number;
+  /**
+   * When we asked Betatel: the PENDING event's `occurredAt`. Betatel's own statuses can only be later, even
+   * when they reach the webhook before this row is written. Defaults to the row's creation time.
+   */
+  requestedAt?: Date;
 }
 
 /**
@@ -18,7 +23,8 @@ export interface NewMessage {
 export async function createMessage(db: Database, message: NewMessage): Promise<MessageSummary> {
   const row = await db.prisma.$transaction(async (tx) => {
     const sql: RunSql = (text, values = []) => tx.$queryRawUnsafe(text, ...values);
-    const created = await tx.message.createManyAndReturn({ data: [message], skipDuplicates: true });
+    const { requestedAt, ...row } = message;
+    const created = await tx.message.createManyAndReturn({ data: [row], skipDuplicates: true });
     const first = created[0];
     if (!first) return tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
     await tx.messageEvent.create({
@@ -26,7 +32,7 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
         uuid: message.uuid,
         status: "PENDING",
         outcome: "applied",
-        occurredAt: first.createdAt,
+        occurredAt: requestedAt && requestedAt < first.createdAt ? requestedAt : first.createdAt,
         receivedAt: first.createdAt,
         source: "api",
       },

@@ -68,6 +68,7 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
   }
 
   let sent: { uuid: string };
+  const requestedAt = new Date();
   try {
     sent = await betatel.sendOtp({ to: request.body.to, text: request.body.text });
   } catch (error) {
@@ -93,6 +94,7 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
       uuid: sent.uuid,
       to: request.body.to,
       textLength: [...request.body.text].length,
+      requestedAt,
     });
     const answer: StoredAnswer = {
       status: 201,
