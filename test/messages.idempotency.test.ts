@@ -123,6 +123,27 @@ describe("POST /v1/messages with Idempotency-Key", () => {
     expect(t.betatel.requests).toHaveLength(1);
   });
 
+  it.each([
+    { name: "a 2xx without a uuid", reply: { status: 200, body: { accepted: true } }, status: 502 },
+    { name: "a connection reset after the request", reply: { reset: true as const }, status: 502 },
+  ])(
+    "when Betatel answered $name (it may have sent the OTP), then a retry with the key replays the answer and does not call Betatel",
+    async ({ reply, status }) => {
+      const key = aKey();
+      const body = { to: aPhoneNumber(), text: "121212" };
+      t.betatel.reply(reply);
+
+      const first = await send(key, body);
+      const retried = await send(key, body);
+
+      expect(first.status).toBe(status);
+      expect(first.body.code).toBe("provider_unavailable");
+      expect(retried.status).toBe(status);
+      expect(retried.body).toEqual(first.body);
+      expect(t.betatel.requests).toHaveLength(1);
+    },
+  );
+
   it("when the key is longer than 255 characters, then 400 naming the header and Betatel is not called", async () => {
     const res = await send("k".repeat(256), { to: aPhoneNumber(), text: "888888" });
 

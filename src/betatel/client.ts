@@ -72,11 +72,15 @@ export function createBetatelClient(options: BetatelHttpOptions): Betatel {
           if (signal.aborted)
             throw new BetatelError("timeout", `Betatel did not answer within ${options.timeoutMs} ms`);
           const code = connectionErrorCode(error);
+          const notDelivered = code !== undefined && NOT_DELIVERED.has(code);
           const unreachable = new BetatelError(
             "unavailable",
             `Betatel could not be reached (${code ?? "network error"})`,
+            undefined,
+            undefined,
+            !notDelivered,
           );
-          if (!code || !NOT_DELIVERED.has(code) || tryNumber >= attempts) throw unreachable;
+          if (!notDelivered || tryNumber >= attempts) throw unreachable;
           // Still nothing sent: if the deadline passes while waiting, this is "unreachable", not a timeout
           // (a timeout tells the caller the OTP may be out).
           const waited = await sleep(retryDelayMs * tryNumber, true, { signal }).catch(() => false);

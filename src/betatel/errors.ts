@@ -10,6 +10,11 @@ export class BetatelError extends Error {
     readonly status?: number,
     /** Betatel's reason, already trimmed and free of the OTP text. */
     readonly reason?: string,
+    /**
+     * Whether Betatel may have received the request and sent the OTP anyway: after a timeout, a 2xx we could
+     * not read, or a connection cut after the request left. Then nobody may send it again under the same key.
+     */
+    readonly mayHaveSent: boolean = failure === "timeout" || (status !== undefined && status >= 200 && status < 300),
   ) {
     super(message);
   }

@@ -79,9 +79,9 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
     );
     const problem = providerProblem(error);
     if (key) {
-      // After a timeout the OTP may have gone out: keep the answer so a retry cannot send a second one.
-      // Any other failure sent nothing: free the key for a retry.
-      await (error.failure === "timeout"
+      // After a timeout, an unreadable 2xx or a cut connection the OTP may have gone out: keep the answer so a
+      // retry cannot send a second one. Any other failure sent nothing: free the key for a retry.
+      await (error.mayHaveSent
         ? saveIdempotentAnswer(db, scope, key, toAnswer(problem))
         : releaseIdempotencyKey(db, scope, key)
       ).catch(() => {});

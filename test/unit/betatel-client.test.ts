@@ -207,6 +207,29 @@ describe("Betatel client: retries", () => {
   });
 });
 
+describe("Betatel client: may the OTP have been sent?", () => {
+  const reset = () => Object.assign(new TypeError("fetch failed"), { cause: { code: "ECONNRESET" } });
+  const hang = (_call: number, init: RequestInit | undefined) =>
+    new Promise<Response>((_resolve, reject) => {
+      init?.signal?.addEventListener("abort", () => reject(init.signal?.reason));
+    });
+
+  it.each([
+    { name: "refused connection", respond: () => Promise.reject(refused()), mayHaveSent: false },
+    { name: "400", respond: () => new Response("no", { status: 400 }), mayHaveSent: false },
+    { name: "503", respond: () => new Response("down", { status: 503 }), mayHaveSent: false },
+    { name: "2xx without uuid", respond: () => Response.json({}), mayHaveSent: true },
+    { name: "connection reset", respond: () => Promise.reject(reset()), mayHaveSent: true },
+    { name: "timeout", respond: hang, mayHaveSent: true },
+  ])("$name → mayHaveSent $mayHaveSent", async ({ respond, mayHaveSent }) => {
+    const { fetch } = fakeFetch(respond);
+
+    const error = await failure(createBetatelClient({ ...OPTIONS, fetch, timeoutMs: 100 }).sendOtp(INPUT));
+
+    expect(error.mayHaveSent).toBe(mayHaveSent);
+  });
+});
+
 async function aClosedPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
