@@ -1,5 +1,6 @@
 import request from "supertest";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { requestFingerprint } from "../src/messages/idempotency.ts";
 import { messagesTo } from "./support/message-tables.ts";
 import { aPhoneNumber, aUuid, startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -143,6 +144,34 @@ describe("POST /v1/messages with Idempotency-Key", () => {
       expect(t.betatel.requests).toHaveLength(1);
     },
   );
+
+  it("when the fields come in another order, then it is the same request", async () => {
+    const key = aKey();
+    const to = aPhoneNumber();
+
+    const first = await send(key, { to, text: "131313" });
+    const second = await send(key, { text: "131313", to });
+
+    expect(second.body).toEqual(first.body);
+    expect(t.betatel.requests).toHaveLength(1);
+  });
+
+  it("when the first request never finished (it died holding the key), then 409 with Retry-After and Betatel is not called", async () => {
+    const key = aKey();
+    const body = { to: aPhoneNumber(), text: "141414" };
+    // What a crashed first request leaves behind: the claim, without an answer.
+    await t.db.pool.query(`INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ('open', $1, $2)`, [
+      key,
+      requestFingerprint(body, ""),
+    ]);
+
+    const res = await send(key, body);
+
+    expect(res.status).toBe(409);
+    expect(res.body.code).toBe("idempotency_key_in_progress");
+    expect(res.headers["retry-after"]).toBeDefined();
+    expect(t.betatel.requests).toHaveLength(0);
+  }, 15_000);
 
   it("when the key is longer than 255 characters, then 400 naming the header and Betatel is not called", async () => {
     const res = await send("k".repeat(256), { to: aPhoneNumber(), text: "888888" });
