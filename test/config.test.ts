@@ -93,6 +93,17 @@ describe("loadConfig", () => {
     expect(message).not.toContain("\n");
   });
 
+  it("when a URL has another scheme, then the message says which schemes are accepted", () => {
+    expect(configError({ BETATEL_BASE_URL: "ftp://x" })).toBe(
+      "Invalid configuration: BETATEL_BASE_URL: must be an http:// or https:// URL",
+    );
+    expect(configError({ PUBLIC_URL: "ftp://x" })).toContain("PUBLIC_URL: must be an http:// or https:// URL");
+  });
+
+  it("when PORT is not a number, then the message says so in plain words", () => {
+    expect(configError({ PORT: "abc" })).toBe("Invalid configuration: PORT: must be a number");
+  });
+
   it("when several values are wrong, then the message still is one line", () => {
     expect(configError({ PORT: "abc", LOG_LEVEL: "loud", BETATEL_BASE_URL: "ftp://x" })).not.toContain("\n");
   });
@@ -113,7 +124,7 @@ describe("starting the server with a wrong configuration", () => {
     expect(code).toBe(1);
     const lines = stderr.split("\n").filter((line) => line.trim() !== "");
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^Invalid configuration: PORT: /);
+    expect(lines[0]).toBe("Invalid configuration: PORT: must be a number");
     expect(stdout).toBe("");
   });
 });
