@@ -9,7 +9,7 @@ import { type Database, openDatabase } from "../src/db/database.ts";
 import { createLogger } from "../src/http/logging.ts";
 import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
 import { messagesTo } from "./support/message-tables.ts";
-import { aPhoneNumber, aUuid, LogCapture, TEST_BETATEL } from "./support/test-app.ts";
+import { aPhoneNumber, aUuid, LogCapture, startTestApp, TEST_BETATEL, type TestApp } from "./support/test-app.ts";
 import { embedded, openTestDatabase, testDatabaseUrl } from "./support/test-database.ts";
 
 /** A TCP proxy in front of PostgreSQL that this test can take down and bring back (the server itself stays up). */
@@ -136,5 +136,59 @@ describe.skipIf(embedded)("POST /v1/messages when the database is down", () => {
 
     expect(down.status).toBe(503);
     expect(res.status).toBe(201);
+  });
+});
+
+describe("POST /v1/messages when the database fails after Betatel accepted", () => {
+  let t: TestApp;
+  const doomedTo = aPhoneNumber();
+  const doomedKeyPrefix = `fail-save-${aUuid()}`;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    // Failures injected by triggers that touch only this file's rows (the run's database is shared).
+    await t.db.pool.query(`
+      CREATE FUNCTION send_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'injected failure' USING ERRCODE = TG_ARGV[0]; END $$;
+      CREATE TRIGGER send_test_fail_insert BEFORE INSERT ON messages
+        FOR EACH ROW WHEN (NEW."to" = '${doomedTo}') EXECUTE FUNCTION send_test_fail('P0001');
+      CREATE TRIGGER send_test_fail_save BEFORE UPDATE ON idempotency_keys
+        FOR EACH ROW WHEN (NEW.key LIKE '${doomedKeyPrefix}%') EXECUTE FUNCTION send_test_fail('08006');
+    `);
+  });
+  afterAll(async () => {
+    await t.db.pool.query(`
+      DROP TRIGGER send_test_fail_insert ON messages;
+      DROP TRIGGER send_test_fail_save ON idempotency_keys;
+      DROP FUNCTION send_test_fail();
+    `);
+    await t.close();
+  });
+
+  it("when storing the message fails with any database error, then 503 storage_unavailable carries the uuid", async () => {
+    const uuid = aUuid();
+    t.betatel.reply({ status: 200, body: { uuid, to: doomedTo } });
+
+    const res = await request(t.app).post("/v1/messages").send({ to: doomedTo, text: "1234" });
+
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ code: "storage_unavailable", uuid });
+    expect(JSON.stringify(res.body)).not.toContain("injected failure");
+    // The failure is logged for operators, with the uuid and without the phone number.
+    expect(t.logs.text).toContain(uuid);
+    expect(t.logs.text).not.toContain(doomedTo);
+  });
+
+  it("when only recording the idempotent answer fails, then the stored message is still answered 201", async () => {
+    const to = aPhoneNumber();
+
+    const res = await request(t.app)
+      .post("/v1/messages")
+      .set("Idempotency-Key", `${doomedKeyPrefix}-1`)
+      .send({ to, text: "1234" });
+
+    expect(res.status).toBe(201);
+    const read = await request(t.app).get(`/v1/messages/${res.body.uuid}`);
+    expect(read.body).toMatchObject({ uuid: res.body.uuid, status: "PENDING" });
   });
 });
