@@ -10,7 +10,7 @@ import { securityHeaders, sendRateLimit } from "./http/security.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
 import { liveRouter, longPoll } from "./live/routes.ts";
 import { listMessagesRoute } from "./messages/list.ts";
-import { messagesRouter } from "./messages/routes.ts";
+import { getMessage, messagesRouter } from "./messages/routes.ts";
 import { healthRouter } from "./ops/health.ts";
 import { instrumentBetatel } from "./ops/instrument-betatel.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
@@ -72,8 +72,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use("/messages", messages);
   app.use("/v1", v1);
   // The path the service's users named; same handlers and same key as /v1.
-  // Mounted at /messages so the router sees `/:uuid` (given the full path it matched nothing: 404).
-  app.use("/messages", Router().get("/:uuid", requireApiKey(config.API_KEYS), longPoll(live), messages));
+  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), longPoll(live), getMessage(db));
 
   app.use(notFoundHandler);
   app.use(problemHandler);

@@ -10,7 +10,7 @@ const milliseconds = (fallback: number) => z.coerce.number().int().min(0).defaul
 
 const envSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  PORT: z.coerce.number({ error: "must be a number" }).int("must be a whole number").min(0).max(65535).default(3000),
   DATABASE_URL: z
     .string()
     .optional()
@@ -18,7 +18,9 @@ const envSchema = z.object({
     .refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), "must be a postgres:// URL"),
   DATA_DIR: z.string().min(1).default("./.data"),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
-  BETATEL_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.betatel.com"),
+  BETATEL_BASE_URL: z
+    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+    .default("https://api.betatel.com"),
   BETATEL_API_KEY: optionalSecret,
   BETATEL_ACCOUNT_ID: optionalSecret,
   BETATEL_TIMEOUT_MS: z.coerce.number().int().min(1).max(120_000).default(10_000),
@@ -39,7 +41,7 @@ const envSchema = z.object({
   /** POST /v1/messages per API key per minute, per instance (in memory); 0 turns the limit off. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  PUBLIC_URL: z.url().optional(),
+  PUBLIC_URL: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
   SANDBOX_STEP_MS: milliseconds(2000),
   SANDBOX_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.1),
   RECONCILE_INTERVAL_MS: milliseconds(60_000),
@@ -70,7 +72,11 @@ export class ConfigError extends Error {
 
 /** Parses the environment once; a wrong value throws one line naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  // `PORT=` (set but empty, common in compose files) means "not set": without this, numbers coerce "" to 0.
+  const given = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ""),
+  );
+  const parsed = envSchema.safeParse(given);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ConfigError(`Invalid configuration: ${String(issue?.path[0] ?? "environment")}: ${issue?.message}`);

@@ -36,9 +36,11 @@ export interface BetatelHttpOptions {
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
 // The uuid must be one our own API can store and serve back (`GET /v1/messages/:uuid` accepts only these).
+// Anything else in a 2xx is ignored: once Betatel answered with a uuid, the OTP is on its way, and calling
+// an odd `to` a failure would make the caller send a second OTP.
 const sendResponseSchema = z.object({
   uuid: z.string().regex(/^[A-Za-z0-9._:-]{1,255}$/),
-  to: z.string().max(32).optional(),
+  to: z.unknown().optional(),
 });
 
 /** Connection errors that mean the request was never delivered to Betatel. */
@@ -70,11 +72,19 @@ export function createBetatelClient(options: BetatelHttpOptions): Betatel {
       } catch (error) {
         if (signal.aborted) throw new BetatelError("timeout", `Betatel did not answer within ${options.timeoutMs} ms`);
         const code = connectionErrorCode(error);
-        if (code && NOT_DELIVERED.has(code) && tryNumber < attempts) {
-          await sleep(retryDelayMs * tryNumber);
-          continue;
-        }
-        throw new BetatelError("unavailable", `Betatel could not be reached (${code ?? "network error"})`);
+        const notDelivered = code !== undefined && NOT_DELIVERED.has(code);
+        const unreachable = new BetatelError(
+          "unavailable",
+          `Betatel could not be reached (${code ?? "network error"})`,
+          {
+            mayHaveSent: !notDelivered,
+          },
+        );
+        if (!notDelivered || tryNumber >= attempts) throw unreachable;
+        // Still nothing sent: if the deadline passes while waiting, this is "unreachable", not a timeout
+        // (a timeout tells the caller the OTP may be out).
+        const waited = await sleep(retryDelayMs * tryNumber, true, { signal }).catch(() => false);
+        if (!waited) throw unreachable;
       }
     }
   }
@@ -96,21 +106,21 @@ export function createBetatelClient(options: BetatelHttpOptions): Betatel {
       if (answer.status >= 200 && answer.status < 300) {
         const record = parseDeliveryRecord(parseJson(answer.body));
         if (!record)
-          throw new BetatelError("unavailable", "Betatel answered an unreadable delivery record", answer.status);
+          throw new BetatelError("unavailable", "Betatel answered an unreadable delivery record", {
+            status: answer.status,
+          });
         return record;
       }
       // The WDR carries the OTP text: never keep Betatel's words about it.
       const retryAfterMs = parseRetryAfter(answer.headers.get("retry-after"));
       if (answer.status === 401 || answer.status === 403)
-        throw new BetatelError("auth_failed", "Betatel refused our credentials", answer.status);
-      if (answer.status === 400) throw new BetatelError("rejected", "Betatel rejected the request", answer.status);
-      throw new BetatelError(
-        "unavailable",
-        `Betatel answered ${answer.status}`,
-        answer.status,
-        undefined,
+        throw new BetatelError("auth_failed", "Betatel refused our credentials", { status: answer.status });
+      if (answer.status === 400)
+        throw new BetatelError("rejected", "Betatel rejected the request", { status: answer.status });
+      throw new BetatelError("unavailable", `Betatel answered ${answer.status}`, {
+        status: answer.status,
         retryAfterMs,
-      );
+      });
     },
   };
 }
@@ -154,17 +164,18 @@ function interpret(status: number, body: string, otpText: string): SendOtpResult
   if (status >= 200 && status < 300) {
     const parsed = sendResponseSchema.safeParse(json);
     if (!parsed.success) {
-      throw new BetatelError("unavailable", "Betatel answered without a usable message uuid", status);
+      throw new BetatelError("unavailable", "Betatel answered without a usable message uuid", { status });
     }
-    return { uuid: parsed.data.uuid, to: parsed.data.to ?? "" };
+    const { uuid, to } = parsed.data;
+    return { uuid, to: typeof to === "string" || typeof to === "number" ? String(to) : "" };
   }
   const reason = describe(json, body, otpText);
-  if (status === 400) throw new BetatelError("rejected", "Betatel rejected the request", status, reason);
+  if (status === 400) throw new BetatelError("rejected", "Betatel rejected the request", { status, reason });
   if (status === 401 || status === 403)
-    throw new BetatelError("auth_failed", "Betatel refused our credentials", status, reason);
+    throw new BetatelError("auth_failed", "Betatel refused our credentials", { status, reason });
   if (status === 402)
-    throw new BetatelError("payment_required", "Betatel account balance is insufficient", status, reason);
-  throw new BetatelError("unavailable", `Betatel answered ${status}`, status, reason);
+    throw new BetatelError("payment_required", "Betatel account balance is insufficient", { status, reason });
+  throw new BetatelError("unavailable", `Betatel answered ${status}`, { status, reason });
 }
 
 function parseJson(body: string): unknown {

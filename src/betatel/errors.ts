@@ -1,18 +1,39 @@
 /** Why a call to Betatel failed; each kind maps to one problem code of contract section 3. */
 export type BetatelFailure = "rejected" | "auth_failed" | "payment_required" | "unavailable" | "timeout";
 
+export interface BetatelErrorDetails {
+  /** Betatel's HTTP status, when it answered. */
+  status?: number;
+  /** Betatel's reason, already trimmed and free of the OTP text. */
+  reason?: string;
+  /** How long Betatel asked us to wait (`Retry-After`), when it said so. */
+  retryAfterMs?: number;
+  /** Set when the request may have left although no status came back (a connection cut mid-call). */
+  mayHaveSent?: boolean;
+}
+
 export class BetatelError extends Error {
   override name = "BetatelError";
+  readonly status?: number;
+  readonly reason?: string;
+  readonly retryAfterMs?: number;
+  /**
+   * Whether Betatel may have received the request and sent the OTP anyway: after a timeout, a 2xx we could
+   * not read, or a connection cut after the request left. Then nobody may send it again under the same key.
+   */
+  readonly mayHaveSent: boolean;
+
   constructor(
     readonly failure: BetatelFailure,
     message: string,
-    /** Betatel's HTTP status, when it answered. */
-    readonly status?: number,
-    /** Betatel's reason, already trimmed and free of the OTP text. */
-    readonly reason?: string,
-    /** How long Betatel asked us to wait (`Retry-After`), when it said so. */
-    readonly retryAfterMs?: number,
+    details: BetatelErrorDetails = {},
   ) {
     super(message);
+    const { status, mayHaveSent } = details;
+    this.status = status;
+    this.reason = details.reason;
+    this.retryAfterMs = details.retryAfterMs;
+    this.mayHaveSent =
+      mayHaveSent ?? (failure === "timeout" || (status !== undefined && status >= 200 && status < 300));
   }
 }

@@ -78,13 +78,22 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
     }
   }
 
-  function schedule(step: number, item: Record<string, unknown>) {
-    const timer = setTimeout(() => {
+  let stopped = false;
+
+  /**
+   * Posts the statuses one after the other, each `stepMs` after the previous one was answered, so they arrive
+   * in order even when the service is slow (fire-and-forget timers let DELIVERED overtake a slow SENT).
+   */
+  function play(items: Record<string, unknown>[]) {
+    const [item, ...rest] = items;
+    if (!item || stopped) return;
+    const timer = setTimeout(async () => {
       timers.delete(timer);
       const timestamp = new Date().toISOString();
       remember(item, timestamp);
-      void post({ ...item, timestamp });
-    }, step * options.stepMs);
+      await post({ ...item, timestamp });
+      play(rest);
+    }, options.stepMs);
     timer.unref();
     timers.add(timer);
   }
@@ -95,18 +104,14 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
       const fails = random() < options.failureRate;
       const wamId = `wamid.sandbox.${uuid}`;
       remember({ uuid, status: "pending", wam_id: wamId, to }, new Date().toISOString());
-      schedule(1, { uuid, status: "sent", wam_id: wamId, to });
-      if (fails) {
-        schedule(2, {
-          uuid,
-          status: "failed",
-          to,
-          error: { code: "131026", message: "Message undeliverable (sandbox)" },
-        });
-      } else {
-        schedule(2, { uuid, status: "delivered", to });
-        schedule(3, { uuid, status: "read", to });
-      }
+      const sent = { uuid, status: "sent", wam_id: wamId, to };
+      const failed = {
+        uuid,
+        status: "failed",
+        to,
+        error: { code: "131026", message: "Message undeliverable (sandbox)" },
+      };
+      play(fails ? [sent, failed] : [sent, { uuid, status: "delivered", to }, { uuid, status: "read", to }]);
       return { uuid, to };
     },
     async getDeliveryRecord(uuid) {
@@ -114,6 +119,7 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
       return record ? { ...record } : null;
     },
     stop() {
+      stopped = true;
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
     },

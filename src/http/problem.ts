@@ -31,12 +31,15 @@ export const storageUnavailable = (extra: Record<string, unknown> = {}) =>
     "Retry-After": "5",
   });
 
-/** zod issues as `{path, message}` with dotted paths (`statuses.3.uuid`). */
+const dotted = (path: readonly PropertyKey[]) => path.map(String).join(".") || "(body)";
+
+/** zod issues as `{path, message}` with dotted paths (`statuses.3.uuid`); an unknown field is named by its own path. */
 export function fieldErrors(error: z.ZodError): FieldError[] {
-  return error.issues.map((issue) => ({
-    path: issue.path.map(String).join(".") || "(body)",
-    message: issue.message,
-  }));
+  return error.issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => ({ path: dotted([...issue.path, key]), message: "is not an accepted field" }))
+      : [{ path: dotted(issue.path), message: issue.message }],
+  );
 }
 
 export function problemBody(error: AppError): Record<string, unknown> {

@@ -8,6 +8,11 @@ export interface NewMessage {
   uuid: string;
   to: string;
   textLength: number;
+  /**
+   * When we asked Betatel: the PENDING event's `occurredAt`. Betatel's own statuses can only be later, even
+   * when they reach the webhook before this row is written. Defaults to the row's creation time.
+   */
+  requestedAt?: Date;
 }
 
 /**
@@ -18,15 +23,18 @@ export interface NewMessage {
 export async function createMessage(db: Database, message: NewMessage): Promise<MessageSummary> {
   const row = await db.prisma.$transaction(async (tx) => {
     const sql: RunSql = (text, values = []) => tx.$queryRawUnsafe(text, ...values);
-    const created = await tx.message.createManyAndReturn({ data: [message], skipDuplicates: true });
+    const { requestedAt, ...row } = message;
+    const created = await tx.message.createManyAndReturn({ data: [row], skipDuplicates: true });
     const first = created[0];
     if (!first) return tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
     // A webhook PENDING may have arrived first and be buffered: it is this very event, so it becomes applied.
+    // It occurred when we asked Betatel (a SENT reported before our insert must not sort before it).
     await tx.$executeRawUnsafe(
       `INSERT INTO message_events (uuid, status, outcome, occurred_at, received_at, source)
-       VALUES ($1, 'PENDING', 'applied', $2, $2, 'api')
+       VALUES ($1, 'PENDING', 'applied', $2, $3, 'api')
        ON CONFLICT (uuid, status) DO UPDATE SET outcome = 'applied'`,
       message.uuid,
+      requestedAt && requestedAt < first.createdAt ? requestedAt : first.createdAt,
       first.createdAt,
     );
     const settled = await settleBuffered(sql, message.uuid);
@@ -35,11 +43,18 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
   return toSummary(row);
 }
 
+/**
+ * The message with its events, read in one snapshot: two independent reads could see a status whose event
+ * is not there yet (a webhook committing between them).
+ */
 export async function findMessage(db: Database, uuid: string): Promise<MessageView | undefined> {
-  const [message, events] = await Promise.all([
-    db.prisma.message.findUnique({ where: { uuid } }),
-    db.prisma.messageEvent.findMany({ where: { uuid }, orderBy: [{ occurredAt: "asc" }, { id: "asc" }] }),
-  ]);
+  const [message, events] = await db.prisma.$transaction(
+    [
+      db.prisma.message.findUnique({ where: { uuid } }),
+      db.prisma.messageEvent.findMany({ where: { uuid }, orderBy: [{ occurredAt: "asc" }, { id: "asc" }] }),
+    ],
+    { isolationLevel: "RepeatableRead" },
+  );
   if (!message) return undefined;
   return { ...toSummary(message), events: events.map(toEventView) };
 }

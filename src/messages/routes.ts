@@ -1,4 +1,5 @@
-import express, { Router } from "express";
+import express, { type RequestHandler, Router } from "express";
+import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { notFound } from "../http/problem.ts";
 import { parseOrThrow, requireJsonBody } from "../http/validate.ts";
@@ -34,12 +35,20 @@ export function messagesRouter(deps: SendDeps): Router {
       .json(answer.body);
   });
 
-  router.get("/:uuid", async (req, res) => {
-    const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
-    const message = await withStorage(() => findMessage(deps.db, uuid));
-    if (!message) throw notFound(`No message with uuid ${uuid}.`, "message_not_found");
-    res.json(message);
-  });
+  router.get("/:uuid", getMessage(deps.db));
 
   return router;
+}
+
+/**
+ * `GET .../:uuid`: one message with its events. A handler of its own (not the router) so that it can also be
+ * mounted at `/messages/:uuid`, where a router's `/:uuid` route would not match the longer path.
+ */
+export function getMessage(db: Database): RequestHandler<{ uuid: string }> {
+  return async (req, res) => {
+    const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
+    const message = await withStorage(() => findMessage(db, uuid));
+    if (!message) throw notFound(`No message with uuid ${uuid}.`, "message_not_found");
+    res.json(message);
+  };
 }

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
-import { isDatabaseUnavailable, withStorage } from "../db/errors.ts";
+import { withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
 import {
   claimIdempotencyKey,
@@ -68,6 +68,7 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
   }
 
   let sent: { uuid: string };
+  const requestedAt = new Date();
   try {
     sent = await betatel.sendOtp({ to: request.body.to, text: request.body.text });
   } catch (error) {
@@ -78,9 +79,9 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
     );
     const problem = providerProblem(error);
     if (key) {
-      // After a timeout the OTP may have gone out: keep the answer so a retry cannot send a second one.
-      // Any other failure sent nothing: free the key for a retry.
-      await (error.failure === "timeout"
+      // After a timeout, an unreadable 2xx or a cut connection the OTP may have gone out: keep the answer so a
+      // retry cannot send a second one. Any other failure sent nothing: free the key for a retry.
+      await (error.mayHaveSent
         ? saveIdempotentAnswer(db, scope, key, toAnswer(problem))
         : releaseIdempotencyKey(db, scope, key)
       ).catch(() => {});
@@ -88,32 +89,39 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
     throw problem;
   }
 
+  let message: Awaited<ReturnType<typeof createMessage>>;
   try {
-    const message = await createMessage(db, {
+    message = await createMessage(db, {
       uuid: sent.uuid,
       to: request.body.to,
       textLength: [...request.body.text].length,
+      requestedAt,
     });
-    const answer: StoredAnswer = {
-      status: 201,
-      body: { uuid: message.uuid, to: message.to, status: "PENDING", createdAt: message.createdAt },
-    };
-    if (key) await saveIdempotentAnswer(db, scope, key, answer);
-    logger.info({ uuid: message.uuid, to: maskPhone(message.to) }, "otp sent");
-    return answer;
   } catch (error) {
-    // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost.
+    // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever
+    // the database said, for the caller this is the storage failing (never a bare 500 that drops the uuid).
     logger.error({ err: error, uuid: sent.uuid }, "betatel accepted the otp but storing it failed");
-    if (isDatabaseUnavailable(error)) {
-      throw new AppError(
-        503,
-        "storage_unavailable",
-        "Storage unavailable",
-        "Betatel accepted the message but the database is not reachable; its status cannot be tracked yet.",
-        { uuid: sent.uuid },
-        { "Retry-After": "5" },
-      );
-    }
-    throw error;
+    throw new AppError(
+      503,
+      "storage_unavailable",
+      "Storage unavailable",
+      "Betatel accepted the message but it could not be stored; its status cannot be tracked yet.",
+      { uuid: sent.uuid },
+      { "Retry-After": "5" },
+    );
   }
+
+  const answer: StoredAnswer = {
+    status: 201,
+    body: { uuid: message.uuid, to: message.to, status: "PENDING", createdAt: message.createdAt },
+  };
+  if (key) {
+    // The message is stored and tracked: a failure to record the replay must not turn this into an error.
+    // The key then stays claimed without an answer, and a retry with it gets 409 instead of a second OTP.
+    await saveIdempotentAnswer(db, scope, key, answer).catch((error: unknown) => {
+      logger.warn({ err: error, uuid: message.uuid }, "could not record the idempotent answer");
+    });
+  }
+  logger.info({ uuid: message.uuid, to: maskPhone(message.to) }, "otp sent");
+  return answer;
 }
