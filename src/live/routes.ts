@@ -17,7 +17,7 @@ export interface LiveDeps {
   heartbeatMs?: number;
 }
 
-const longPollQuerySchema = z.object({
+export const longPollQuerySchema = z.object({
   waitFor: z
     .string()
     .transform((value) => value.toUpperCase())

@@ -1,5 +1,6 @@
 import { Router } from "express";
 import { z } from "zod";
+import { longPollQuerySchema } from "../live/routes.ts";
 import { listMessagesQuerySchema, messageListSchema } from "../messages/list.ts";
 import {
   createdMessageSchema,
@@ -100,6 +101,14 @@ function componentSchemas(): Record<string, Json> {
   ) as Record<string, Json>;
 }
 
+/** Query parameters, one per field of the route's own zod object schema. */
+function queryParameters(schema: z.ZodObject, descriptions: Record<string, string> = {}): Json[] {
+  return Object.entries(schema.shape).map(([name, field]) => {
+    const { description, ...jsonSchema } = inline(field as z.ZodType);
+    return { name, in: "query", required: false, description: descriptions[name] ?? description, schema: jsonSchema };
+  });
+}
+
 /** Query parameters of `GET /v1/messages`, one per field of the route's own zod schema. */
 function listParameters(): Json[] {
   return Object.entries(listMessagesQuerySchema.shape).map(([name, schema]) => {
@@ -128,7 +137,13 @@ function getMessage(summary: string): Json {
     summary,
     tags: ["messages"],
     security: API_KEY,
-    parameters: [uuidParameter],
+    parameters: [
+      uuidParameter,
+      ...queryParameters(longPollQuerySchema, {
+        waitFor: "Long-poll: answer as soon as the status reaches or passes this one (or is final). Any letter case.",
+        timeout: "Long-poll: seconds to wait (1..60, default 30) before answering with the current state.",
+      }),
+    ],
     responses: {
       200: { description: "The message with its events, oldest first.", content: json("Message") },
       ...problems(400, 401, 404, 503),
@@ -183,6 +198,23 @@ export function buildOpenApiDocument(): Json {
         },
       },
       "/v1/messages/{uuid}": { get: getMessage("Read one message") },
+      "/v1/messages/{uuid}/stream": {
+        get: {
+          summary: "Live status as Server-Sent Events",
+          description:
+            "First event: the message as GET returns it; then one event per status change, from whichever instance made it. Heartbeat comments keep the stream open.",
+          tags: ["messages"],
+          security: API_KEY,
+          parameters: [uuidParameter],
+          responses: {
+            200: {
+              description: "`data:` lines, each a JSON Message.",
+              content: { "text/event-stream": { schema: { type: "string" }, "x-item-schema": ref("Message") } },
+            },
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
       "/messages/{uuid}": { get: getMessage("Read one message (same as /v1/messages/{uuid})") },
       "/webhooks/betatel": {
         post: {
