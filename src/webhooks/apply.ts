@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { inTransaction, type RunSql } from "../db/sql.ts";
 import type { Status } from "../messages/status.ts";
@@ -135,7 +136,7 @@ async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<WaveResult
 // Deadlock and serialization failure: the statement or transaction was rolled back whole, so running it
 // again is safe. A deadlock can only arise between batches carrying several events of the same unknown uuids.
 const RETRYABLE_SQLSTATE = new Set(["40P01", "40001"]);
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 5;
 
 /** A deadlock or serialization failure: nothing was written, and the sender may simply try again. */
 export const isTransientConflict = (error: unknown): boolean => {
@@ -149,6 +150,8 @@ async function retryOnConflict<T>(work: () => Promise<T>): Promise<T> {
       return await work();
     } catch (error) {
       if (attempt >= MAX_ATTEMPTS || !isTransientConflict(error)) throw error;
+      // Jitter, so two transactions that just deadlocked do not meet again in step.
+      await sleep(Math.random() * 20 * attempt);
     }
   }
 }
@@ -164,6 +167,10 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
   const toSettle = new Set<string>();
   const run = async (sql: RunSql) => {
     toSettle.clear();
+    // Several waves touch the uuids that repeat in this batch over several statements; two such batches
+    // could wait on each other's inserts. Taking those uuids' locks first, in one order, queues them instead.
+    const repeated = (groups[1] ?? []).map((index) => (events[index] as StatusEvent).uuid);
+    if (repeated.length > 0) await lockUuids(sql, repeated);
     for (const group of groups) {
       const results = await applyWave(
         sql,
@@ -192,6 +199,13 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
   }
   return outcomes;
 }
+
+const lockUuids = (sql: RunSql, uuids: string[]) =>
+  sql(
+    `SELECT count(pg_advisory_xact_lock(key)) AS locked
+     FROM (SELECT DISTINCT hashtextextended(u, 0) AS key FROM unnest($1::text[]) AS u ORDER BY key) AS keys`,
+    [uuids],
+  );
 
 /** Serialises "settle buffered events" with the insert of the message row, per uuid. */
 export const lockMessageUuid = (sql: RunSql, uuid: string) =>
