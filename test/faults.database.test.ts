@@ -1,10 +1,9 @@
 import pg from "pg";
 import request from "supertest";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { startTestAppOn } from "./support/app-on.ts";
 import { createScratchDatabase, openDatabaseAt, type ScratchDatabase, TEST_OWNER } from "./support/scratch-database.ts";
 import { startTcpProxy, type TcpProxy } from "./support/tcp-proxy.ts";
-import { aPhoneNumber, aUuid, type TestApp } from "./support/test-app.ts";
+import { aPhoneNumber, aUuid, startTestAppOn, type TestApp } from "./support/test-app.ts";
 
 // The app talks to its own scratch database through a proxy this file owns: stopping the proxy is a real
 // outage for the app while the shared PostgreSQL server keeps serving every other test file.

@@ -2,9 +2,8 @@ import type { Server } from "node:http";
 import fc from "fast-check";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestAppOn } from "./support/app-on.ts";
 import { createScratchDatabase, openDatabaseAt, type ScratchDatabase } from "./support/scratch-database.ts";
-import { aPhoneNumber, type TestApp } from "./support/test-app.ts";
+import { aPhoneNumber, startTestAppOn, type TestApp } from "./support/test-app.ts";
 
 // Every malformed request gets a 4xx problem+json, never a 5xx or a crash, never calls Betatel, and leaves the
 // database as it was. The app runs on a database of its own, so whole-table counts are this file's alone.

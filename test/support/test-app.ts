@@ -36,6 +36,14 @@ export const TEST_BETATEL = { apiKey: "test-betatel-key", accountId: "test-accou
  * environment as an operator would set it.
  */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  return startTestAppOn(await openTestDatabase(), env);
+}
+
+/**
+ * Like `startTestApp`, but over a database the test opened itself (a scratch database, or the run's
+ * database behind a TCP proxy). `close()` closes that database too.
+ */
+export async function startTestAppOn(db: Database, env: Record<string, string> = {}): Promise<TestApp> {
   const betatel = await startFakeBetatel();
   const config = loadConfig({
     NODE_ENV: "test",
@@ -46,7 +54,6 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     BETATEL_TIMEOUT_MS: "2000",
     ...env,
   });
-  const db = await openTestDatabase();
   const logs = new LogCapture();
   const logger = createLogger(config.LOG_LEVEL, logs);
   const client = createBetatelClient({
