@@ -2,29 +2,22 @@ import { execFile } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import { promisify } from "node:util";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyMigrations, MIGRATIONS_DIR } from "../src/db/migrate.ts";
-import { embedded, testDatabaseUrl } from "./support/test-database.ts";
+import { createEmptyDatabase } from "./support/scratch-database.ts";
+import { embedded } from "./support/test-database.ts";
 
 const run = promisify(execFile);
 
 describe.skipIf(embedded)("migrations", () => {
-  const name = `otp_migrate_${process.pid}_${Date.now()}`;
-  let admin: pg.Client;
+  let database: Awaited<ReturnType<typeof createEmptyDatabase>>;
   let url: string;
 
   beforeAll(async () => {
-    admin = new pg.Client({ connectionString: inject("adminDatabaseUrl") });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    const target = new URL(testDatabaseUrl() ?? "");
-    target.pathname = `/${name}`;
-    url = target.toString();
+    database = await createEmptyDatabase("migrate");
+    url = database.url.toString();
   });
-  afterAll(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
-  });
+  afterAll(() => database.drop());
 
   it("when two instances start at once on an empty database, then each migration is applied exactly once", async () => {
     const pools = [new pg.Pool({ connectionString: url, max: 1 }), new pg.Pool({ connectionString: url, max: 1 })];

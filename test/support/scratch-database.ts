@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { inject } from "vitest";
 import { type Database, openDatabase } from "../../src/db/database.ts";
@@ -17,15 +18,28 @@ export interface ScratchDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh migrated database on the real server, dropped by `drop()`. */
-export async function createScratchDatabase(label: string): Promise<ScratchDatabase> {
+/** A new, empty database on the real server (no migrations applied), and how to drop it. */
+export async function createEmptyDatabase(label: string): Promise<{ name: string; url: URL; drop(): Promise<void> }> {
   const adminUrl = inject("adminDatabaseUrl");
-  const name = `otp_${label}_${process.pid}_${Date.now()}`;
+  const name = `otp_${label}_${process.pid}_${Date.now()}_${randomBytes(3).toString("hex")}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
+  return {
+    name,
+    url,
+    async drop() {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
+/** A fresh migrated database on the real server, dropped by `drop()`. */
+export async function createScratchDatabase(label: string): Promise<ScratchDatabase> {
+  const { name, url, drop } = await createEmptyDatabase(label);
   // Named, so fault tests can terminate the app's connections and not this one.
   const pool = new pg.Pool({ connectionString: url.toString(), max: 2, application_name: TEST_OWNER });
   // DROP ... WITH (FORCE) and the fault tests end sessions; a test helper must not crash on that.
@@ -47,8 +61,7 @@ export async function createScratchDatabase(label: string): Promise<ScratchDatab
     },
     async drop() {
       await pool.end();
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
+      await drop();
     },
   };
 }
