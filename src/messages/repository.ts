@@ -20,6 +20,8 @@ export interface NewMessage {
  * it (buffered), all in one transaction. Returns the created row; if the uuid is already stored (Betatel
  * answered the same uuid twice), returns the existing row unchanged.
  */
+const TRACKING_TRANSACTION = { maxWait: 10_000, timeout: 15_000 };
+
 export async function createMessage(db: Database, message: NewMessage): Promise<MessageSummary> {
   const row = await db.prisma.$transaction(async (tx) => {
     const sql: RunSql = (text, values = []) => tx.$queryRawUnsafe(text, ...values);
@@ -39,7 +41,9 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
     );
     const settled = await settleBuffered(sql, message.uuid);
     return settled.size > 0 ? tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } }) : first;
-  });
+    // Betatel has already sent this OTP: wait for a pooled connection under load rather than give up after
+    // Prisma's default 2 s and leave it untracked.
+  }, TRACKING_TRANSACTION);
   return toSummary(row);
 }
 
