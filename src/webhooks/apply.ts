@@ -47,7 +47,7 @@ const UPDATE_MESSAGES = `UPDATE messages m SET
  * concurrent batches cannot deadlock), decide each event against the locked current status, insert it
  * unless (uuid, status) exists (`duplicate`), and update the messages. Unknown uuids are kept `buffered`.
  */
-const APPLY_NEW_EVENTS = `WITH ${TRANSITION_TABLE},
+export const APPLY_NEW_EVENTS = `WITH ${TRANSITION_TABLE},
 input AS (
   SELECT * FROM unnest($1::text[], $2::message_status[], $3::timestamptz[], $4::text[], $5::jsonb[],
                        $6::text[], $7::text[], $8::text[])
