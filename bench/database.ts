@@ -20,6 +20,7 @@ export async function createBenchDatabase(adminUrl: string): Promise<BenchDataba
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  pool.on("error", () => {}); // the final DROP ... WITH (FORCE) may end a connection still idle here
   await applyMigrations(pool);
   return {
     name,

@@ -19,6 +19,8 @@ export const REFUSED = 3;
 
 export interface LoadResult {
   elapsedSeconds: number;
+  /** CPU time the load generator itself used (user + system), to see whether it, not the service, was the limit. */
+  cpuSeconds: number;
   answered: number;
   non2xx: number;
   errors: number;

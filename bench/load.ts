@@ -69,6 +69,7 @@ async function main(jobPath: string, resultPath: string) {
     results.reduce((sum, r) => sum + pick(r) * r.requests.total, 0) / Math.max(1, answered);
   const output: LoadResult = {
     elapsedSeconds,
+    cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     answered,
     non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
     errors: results.reduce((sum, r) => sum + r.errors, 0),

@@ -40,7 +40,14 @@ interface PhaseFigures {
   statuses?: number;
   outOfOrder?: number;
   duplicatesSent?: number;
+  /** Service CPU time per request (all instances), a figure less noisy than throughput on a busy machine. */
+  cpuMsPerRequest?: number;
+  /** The load generator's CPU time per request (its whole process, including start-up). */
+  loadCpuMsPerRequest?: number;
 }
+
+const cpuOf = async (services: Service[]) =>
+  (await Promise.all(services.map((s) => s.cpuSeconds()))).reduce((a, b) => a + b, 0);
 
 const rand = random(SEED);
 const createdAt = new Date(Date.now() - 60_000);
@@ -78,7 +85,7 @@ const webhookHeaders = { "content-type": "application/json", "x-webhook-secret":
 /** Sends `messages`' statuses to the targets, `perRequest` statuses per request (1: the single object shape). */
 async function webhookPhase(
   name: string,
-  targets: string[],
+  services: Service[],
   messages: History[],
   perRequest: number,
   sent: Map<number, Sent>,
@@ -89,8 +96,9 @@ async function webhookPhase(
     const items = deliveries.slice(i, i + perRequest).map((d) => d.item);
     requests.push({ path: "/webhooks/betatel", body: JSON.stringify(perRequest === 1 ? items[0] : items) });
   }
+  const cpuBefore = await cpuOf(services);
   const result = await runLoad({
-    targets,
+    targets: services.map((s) => s.url),
     method: "POST",
     headers: webhookHeaders,
     requests,
@@ -98,6 +106,7 @@ async function webhookPhase(
     durationSeconds: SECONDS,
     cycle: false,
   });
+  const cpuMsPerRequest = (((await cpuOf(services)) - cpuBefore) * 1000) / Math.max(1, result.answered);
   const states = Buffer.from(result.states, "base64");
   record(sent, deliveries, (index) => states[Math.floor(index / perRequest)] ?? 0);
   if (result.non2xx > 0 || result.errors > 0) {
@@ -117,17 +126,20 @@ async function webhookPhase(
     statuses: ackedStatuses,
     outOfOrder: countOutOfOrder(sentDeliveries),
     duplicatesSent: sentDeliveries.length - unique,
+    cpuMsPerRequest,
+    loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
   };
 }
 
-async function readPhase(target: string, messages: History[]): Promise<PhaseFigures> {
+async function readPhase(service: Service, messages: History[]): Promise<PhaseFigures> {
   const order = [...messages];
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [order[i], order[j]] = [order[j] as History, order[i] as History];
   }
+  const cpuBefore = await service.cpuSeconds();
   const result = await runLoad({
-    targets: [target],
+    targets: [service.url],
     method: "GET",
     headers: { "x-api-key": API_KEY },
     requests: order.map((m) => ({ path: `/v1/messages/${m.uuid}` })),
@@ -135,6 +147,7 @@ async function readPhase(target: string, messages: History[]): Promise<PhaseFigu
     durationSeconds: SECONDS,
     cycle: true,
   });
+  const cpuMsPerRequest = (((await service.cpuSeconds()) - cpuBefore) * 1000) / Math.max(1, result.answered);
   if (result.non2xx > 0 || result.errors > 0) {
     throw new Error(`read: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
   }
@@ -146,6 +159,8 @@ async function readPhase(target: string, messages: History[]): Promise<PhaseFigu
     p99Ms: result.latencyMs.p99,
     seconds: result.elapsedSeconds,
     requests: result.answered,
+    cpuMsPerRequest,
+    loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
   };
 }
 
@@ -169,12 +184,13 @@ async function main() {
       single: histories(1, MESSAGES, createdAt, rand),
       batch: histories(MESSAGES + 1, MESSAGES * 2, createdAt, rand),
       pgbench: { first: MESSAGES * 3 + 1, count: MESSAGES * 2 },
-      two: histories(MESSAGES * 5 + 1, MESSAGES, createdAt, rand),
+      pgbenchPrepared: { first: MESSAGES * 5 + 1, count: MESSAGES * 2 },
+      two: histories(MESSAGES * 7 + 1, MESSAGES, createdAt, rand),
     };
-    await seedMessages(database.pool, 1, MESSAGES * 6, createdAt);
+    await seedMessages(database.pool, 1, MESSAGES * 8, createdAt);
     await database.pool.query("VACUUM ANALYZE messages");
     await database.pool.query("VACUUM ANALYZE message_events");
-    console.log(`database ${database.name}: ${MESSAGES * 6} messages seeded`);
+    console.log(`database ${database.name}: ${MESSAGES * 8} messages seeded`);
 
     const profileDir = path.join(RESULTS_DIR, "profiles");
     if (env.BENCH_CPU_PROF) await mkdir(profileDir, { recursive: true });
@@ -192,36 +208,41 @@ async function main() {
     const step = (label: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${label}`);
     if (PHASES.has("single")) {
       step("1. single-status webhooks");
-      phases.push(await webhookPhase("webhook, 1 status/request", [first.url], sets.single, 1, sent));
+      phases.push(await webhookPhase("webhook, 1 status/request", [first], sets.single, 1, sent));
     }
     if (PHASES.has("batch")) {
       step("2. batched webhooks");
-      phases.push(await webhookPhase(`webhook, ${BATCH} statuses/request`, [first.url], sets.batch, BATCH, sent));
+      phases.push(await webhookPhase(`webhook, ${BATCH} statuses/request`, [first], sets.batch, BATCH, sent));
     }
     if (PHASES.has("read")) {
       step("3. GET /v1/messages/:uuid");
-      phases.push(await readPhase(first.url, sets.single));
+      phases.push(await readPhase(first, sets.single));
     }
     const peakRssMiB = await first.peakRssMiB();
+    // The database's ceiling for the same statement at the same concurrency: as the issue defines it (simple
+    // protocol, parsed and planned per call), and prepared (what the service does since it names the statement).
     let pgbench: PgbenchResult | undefined;
+    let pgbenchPrepared: PgbenchResult | undefined;
     if (PHASES.has("pgbench")) {
-      step("4. pgbench, the same statement");
-      pgbench = await runPgbench({
-        databaseUrl: database.url,
-        scriptPath: path.join(scratch, "apply-one-status.sql"),
-        first: sets.pgbench.first,
-        count: sets.pgbench.count,
-        clients: CONNECTIONS,
-        seconds: Math.max(SECONDS, 15),
-      });
+      const ceiling = (mode: "simple" | "prepared", set: { first: number; count: number }) =>
+        runPgbench({
+          databaseUrl: (database as BenchDatabase).url,
+          scriptPath: path.join(scratch, "apply-one-status.sql"),
+          ...set,
+          clients: CONNECTIONS,
+          seconds: Math.max(SECONDS, 15),
+          mode,
+        });
+      step("4. pgbench, the same statement (-M simple)");
+      pgbench = await ceiling("simple", sets.pgbench);
+      step("4b. pgbench, the same statement (-M prepared)");
+      pgbenchPrepared = await ceiling("prepared", sets.pgbenchPrepared);
     }
     if (PHASES.has("two")) {
       step("5. single-status webhooks, two instances");
       const second = await start();
       services.push(second);
-      phases.push(
-        await webhookPhase("webhook, 1 status/request, 2 instances", [first.url, second.url], sets.two, 1, sent),
-      );
+      phases.push(await webhookPhase("webhook, 1 status/request, 2 instances", [first, second], sets.two, 1, sent));
     }
     for (const service of services.splice(0)) await service.stop();
 
@@ -233,20 +254,29 @@ async function main() {
     );
     if (Number(eventsPerStatus.rows[0]?.dupes) !== 0) problems.push("more than one event for some (uuid, status)");
 
-    const ceiling = pgbench?.tps;
-    const ratio = (value: number) => (ceiling ? value / ceiling : undefined);
-    const rows = phases.map((p) => ({ ...p, ratioToPgbench: ratio(p.throughput) }));
+    const ratio = (value: number, ceiling: number | undefined) => (ceiling ? value / ceiling : undefined);
+    const rows = phases.map((p) => ({
+      ...p,
+      ratioToPgbench: ratio(p.throughput, pgbench?.tps),
+      ratioToPgbenchPrepared: ratio(p.throughput, pgbenchPrepared?.tps),
+    }));
     console.log("");
-    console.log("| phase | throughput | unit | p50 ms | p99 ms | x pgbench |");
-    console.log("|---|---:|---|---:|---:|---:|");
+    console.log(
+      "| phase | throughput | unit | p50 ms | p99 ms | service CPU ms/req | load generator CPU ms/req | x pgbench | x pgbench -M prepared |",
+    );
+    console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|");
     for (const row of rows) {
       console.log(
-        `| ${row.name} | ${fmt(row.throughput)} | ${row.unit} | ${fmt(row.p50Ms, 1)} | ${fmt(row.p99Ms, 1)} | ${fmt(row.ratioToPgbench, 2)} |`,
+        `| ${row.name} | ${fmt(row.throughput)} | ${row.unit} | ${fmt(row.p50Ms, 1)} | ${fmt(row.p99Ms, 1)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.loadCpuMsPerRequest, 2)} | ${fmt(row.ratioToPgbench, 2)} | ${fmt(row.ratioToPgbenchPrepared, 2)} |`,
       );
     }
-    if (pgbench) {
+    for (const [label, result] of [
+      ["simple", pgbench],
+      ["prepared", pgbenchPrepared],
+    ] as const) {
+      if (!result) continue;
       console.log(
-        `| pgbench, same statement (-c ${CONNECTIONS}) | ${fmt(pgbench.tps)} | transactions/s | avg ${fmt(pgbench.latencyAverageMs, 1)} | - | 1.00 |`,
+        `| pgbench -M ${label}, same statement, -c ${CONNECTIONS} | ${fmt(result.tps)} | transactions/s | avg ${fmt(result.latencyAverageMs, 1)} | - | - | - | ${fmt(ratio(result.tps, pgbench?.tps), 2)} | ${fmt(ratio(result.tps, pgbenchPrepared?.tps), 2)} |`,
       );
     }
     console.log(`\nservice peak RSS (VmHWM): ${fmt(peakRssMiB, 1)} MiB; pool size ${POOL_SIZE}`);
@@ -259,7 +289,8 @@ async function main() {
       peakRssUnder200MB: peakRssMiB * 1.048576 < 200,
     };
     console.log("targets:", JSON.stringify(targets));
-    if (pgbench?.wrapped) console.log("note: pgbench clients ran past their messages (BENCH_MESSAGES too small)");
+    if (pgbench?.wrapped || pgbenchPrepared?.wrapped)
+      console.log("note: pgbench clients ran past their messages (BENCH_MESSAGES too small)");
 
     const report = {
       at: new Date().toISOString(),
@@ -268,6 +299,7 @@ async function main() {
       settings: { messagesPerPhase: MESSAGES, seconds: SECONDS, connections: CONNECTIONS, poolSize: POOL_SIZE },
       phases: rows,
       pgbench,
+      pgbenchPrepared,
       peakRssMiB,
       targets,
       verification: { messages: checked.length, problems },

@@ -7,11 +7,16 @@ export const ROOT = path.resolve(import.meta.dirname, "..");
 export const WEBHOOK_SECRET = "bench-webhook-secret";
 export const API_KEY = "bench-api-key";
 
+// USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK).
+const CLOCK_TICKS = 100;
+
 export interface Service {
   url: string;
   pid: number;
   /** Peak resident set size so far (VmHWM), in MiB. */
   peakRssMiB(): Promise<number>;
+  /** CPU time (user + system) the process has used so far, in seconds. */
+  cpuSeconds(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -84,6 +89,11 @@ export async function startService(options: {
       const status = await readFile(`/proc/${pid}/status`, "utf8");
       const kib = Number(/VmHWM:\s+(\d+)\s+kB/.exec(status)?.[1] ?? Number.NaN);
       return kib / 1024;
+    },
+    async cpuSeconds() {
+      // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks.
+      const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).replace(/^.*\) /, "").split(" ");
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     },
     async stop() {
       if (child.exitCode !== null) return;

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { inTransaction, type RunSql } from "../db/sql.ts";
+import { inTransaction, pgRunner, type RunSql } from "../db/sql.ts";
 import type { Status } from "../messages/status.ts";
 import { type Outcome, TRANSITIONS } from "./state-machine.ts";
 
@@ -117,7 +117,12 @@ function waves(events: StatusEvent[]): number[][] {
 }
 
 async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<AppliedOutcome[]> {
-  const rows = await sql<{ uuid: string; outcome: AppliedOutcome }>(APPLY_NEW_EVENTS, toColumns(events));
+  // Prepared once per connection: planning this statement costs more than running it.
+  const rows = await sql<{ uuid: string; outcome: AppliedOutcome }>(
+    APPLY_NEW_EVENTS,
+    toColumns(events),
+    "apply_new_events",
+  );
   // Rows come back in input order for distinct uuids; map by uuid to not depend on it.
   const byUuid = new Map(rows.map((row) => [row.uuid, row.outcome]));
   return events.map((event) => byUuid.get(event.uuid) ?? "duplicate");
@@ -143,7 +148,7 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
     }
   };
   // A single wave is one statement: autocommit, no BEGIN/COMMIT round trips.
-  if (groups.length === 1) await run((text, values) => pool.query(text, values).then((r) => r.rows));
+  if (groups.length === 1) await run(pgRunner(pool));
   else await inTransaction(pool, run);
 
   const buffered = [...new Set(events.filter((_, i) => outcomes[i] === "buffered").map((e) => e.uuid))];
