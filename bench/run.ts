@@ -4,6 +4,7 @@
  * Settings (environment): BENCH_MESSAGES (messages per phase, default 20000), BENCH_SECONDS (per phase, 12),
  * BENCH_CONNECTIONS (32), DATABASE_POOL_SIZE (of each service instance, default below),
  * BENCH_PHASES (comma list of single,batch,read,pgbench,two; default all), BENCH_CPU_PROF=1 (profile the server),
+ * BENCH_NODE_ARGS (extra node flags for the service, e.g. "--max-semi-space-size=4"),
  * BENCH_ADMIN_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
  */
 import { execFile, spawn } from "node:child_process";
@@ -22,7 +23,9 @@ const env = process.env;
 const MESSAGES = Number(env.BENCH_MESSAGES ?? 20_000);
 const SECONDS = Number(env.BENCH_SECONDS ?? 12);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
-const POOL_SIZE = Number(env.DATABASE_POOL_SIZE ?? 16);
+// The service's own default (src/config.ts); 4, 8, 16 and 32 measured the same within noise (docs/bench.md).
+const POOL_SIZE = Number(env.DATABASE_POOL_SIZE ?? 10);
+const NODE_ARGS = (env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const BATCH = 100;
 const PHASES = new Set((env.BENCH_PHASES ?? "single,batch,read,pgbench,two").split(","));
 const ADMIN_URL = env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -44,10 +47,29 @@ interface PhaseFigures {
   cpuMsPerRequest?: number;
   /** The load generator's CPU time per request (its whole process, including start-up). */
   loadCpuMsPerRequest?: number;
+  /** Share of the phase the service's event-loop thread ran, and spent runnable but waiting for a CPU. */
+  eventLoopRunning?: number;
+  eventLoopWaitingForCpu?: number;
 }
 
 const cpuOf = async (services: Service[]) =>
   (await Promise.all(services.map((s) => s.cpuSeconds()))).reduce((a, b) => a + b, 0);
+
+/** Measures the first service's scheduling around `work`: how much of the time it ran or waited for a CPU. */
+async function scheduled<T>(
+  service: Service,
+  work: () => Promise<T>,
+): Promise<[T, { running: number; waiting: number }]> {
+  const before = await service.schedule();
+  const started = performance.now();
+  const result = await work();
+  const after = await service.schedule();
+  const seconds = (performance.now() - started) / 1000;
+  return [
+    result,
+    { running: (after.running - before.running) / seconds, waiting: (after.waiting - before.waiting) / seconds },
+  ];
+}
 
 const rand = random(SEED);
 const createdAt = new Date(Date.now() - 60_000);
@@ -97,15 +119,17 @@ async function webhookPhase(
     requests.push({ path: "/webhooks/betatel", body: JSON.stringify(perRequest === 1 ? items[0] : items) });
   }
   const cpuBefore = await cpuOf(services);
-  const result = await runLoad({
-    targets: services.map((s) => s.url),
-    method: "POST",
-    headers: webhookHeaders,
-    requests,
-    connections: CONNECTIONS,
-    durationSeconds: SECONDS,
-    cycle: false,
-  });
+  const [result, schedule] = await scheduled(services[0] as Service, () =>
+    runLoad({
+      targets: services.map((s) => s.url),
+      method: "POST",
+      headers: webhookHeaders,
+      requests,
+      connections: CONNECTIONS,
+      durationSeconds: SECONDS,
+      cycle: false,
+    }),
+  );
   const cpuMsPerRequest = (((await cpuOf(services)) - cpuBefore) * 1000) / Math.max(1, result.answered);
   const states = Buffer.from(result.states, "base64");
   record(sent, deliveries, (index) => states[Math.floor(index / perRequest)] ?? 0);
@@ -128,6 +152,8 @@ async function webhookPhase(
     duplicatesSent: sentDeliveries.length - unique,
     cpuMsPerRequest,
     loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
+    eventLoopRunning: schedule.running,
+    eventLoopWaitingForCpu: schedule.waiting,
   };
 }
 
@@ -138,15 +164,17 @@ async function readPhase(service: Service, messages: History[]): Promise<PhaseFi
     [order[i], order[j]] = [order[j] as History, order[i] as History];
   }
   const cpuBefore = await service.cpuSeconds();
-  const result = await runLoad({
-    targets: [service.url],
-    method: "GET",
-    headers: { "x-api-key": API_KEY },
-    requests: order.map((m) => ({ path: `/v1/messages/${m.uuid}` })),
-    connections: CONNECTIONS,
-    durationSeconds: SECONDS,
-    cycle: true,
-  });
+  const [result, schedule] = await scheduled(service, () =>
+    runLoad({
+      targets: [service.url],
+      method: "GET",
+      headers: { "x-api-key": API_KEY },
+      requests: order.map((m) => ({ path: `/v1/messages/${m.uuid}` })),
+      connections: CONNECTIONS,
+      durationSeconds: SECONDS,
+      cycle: true,
+    }),
+  );
   const cpuMsPerRequest = (((await service.cpuSeconds()) - cpuBefore) * 1000) / Math.max(1, result.answered);
   if (result.non2xx > 0 || result.errors > 0) {
     throw new Error(`read: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
@@ -161,9 +189,12 @@ async function readPhase(service: Service, messages: History[]): Promise<PhaseFi
     requests: result.answered,
     cpuMsPerRequest,
     loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
+    eventLoopRunning: schedule.running,
+    eventLoopWaitingForCpu: schedule.waiting,
   };
 }
 
+const pct = (share: number | undefined) => (share === undefined ? "-" : `${(share * 100).toFixed(0)}%`);
 const fmt = (value: number | undefined, digits = 0) =>
   value === undefined || Number.isNaN(value) ? "-" : value.toFixed(digits);
 
@@ -198,7 +229,7 @@ async function main() {
       startService({
         databaseUrl: database?.url as string,
         poolSize: POOL_SIZE,
-        nodeArgs: env.BENCH_CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [],
+        nodeArgs: [...NODE_ARGS, ...(env.BENCH_CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [])],
       });
     const first = await start();
     services.push(first);
@@ -262,12 +293,12 @@ async function main() {
     }));
     console.log("");
     console.log(
-      "| phase | throughput | unit | p50 ms | p99 ms | service CPU ms/req | load generator CPU ms/req | x pgbench | x pgbench -M prepared |",
+      "| phase | throughput | unit | p50 ms | p99 ms | service CPU ms/req | load generator CPU ms/req | event loop on CPU / waiting for CPU | x pgbench | x pgbench -M prepared |",
     );
-    console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const row of rows) {
       console.log(
-        `| ${row.name} | ${fmt(row.throughput)} | ${row.unit} | ${fmt(row.p50Ms, 1)} | ${fmt(row.p99Ms, 1)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.loadCpuMsPerRequest, 2)} | ${fmt(row.ratioToPgbench, 2)} | ${fmt(row.ratioToPgbenchPrepared, 2)} |`,
+        `| ${row.name} | ${fmt(row.throughput)} | ${row.unit} | ${fmt(row.p50Ms, 1)} | ${fmt(row.p99Ms, 1)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.loadCpuMsPerRequest, 2)} | ${pct(row.eventLoopRunning)} / ${pct(row.eventLoopWaitingForCpu)} | ${fmt(row.ratioToPgbench, 2)} | ${fmt(row.ratioToPgbenchPrepared, 2)} |`,
       );
     }
     for (const [label, result] of [
@@ -276,7 +307,7 @@ async function main() {
     ] as const) {
       if (!result) continue;
       console.log(
-        `| pgbench -M ${label}, same statement, -c ${CONNECTIONS} | ${fmt(result.tps)} | transactions/s | avg ${fmt(result.latencyAverageMs, 1)} | - | - | - | ${fmt(ratio(result.tps, pgbench?.tps), 2)} | ${fmt(ratio(result.tps, pgbenchPrepared?.tps), 2)} |`,
+        `| pgbench -M ${label}, same statement, -c ${CONNECTIONS} | ${fmt(result.tps)} | transactions/s | avg ${fmt(result.latencyAverageMs, 1)} | - | - | - | - | ${fmt(ratio(result.tps, pgbench?.tps), 2)} | ${fmt(ratio(result.tps, pgbenchPrepared?.tps), 2)} |`,
       );
     }
     console.log(`\nservice peak RSS (VmHWM): ${fmt(peakRssMiB, 1)} MiB; pool size ${POOL_SIZE}`);

@@ -17,6 +17,8 @@ export interface Service {
   peakRssMiB(): Promise<number>;
   /** CPU time (user + system) the process has used so far, in seconds. */
   cpuSeconds(): Promise<number>;
+  /** The main (event loop) thread's time on a CPU and time runnable but waiting for one, in seconds. */
+  schedule(): Promise<{ running: number; waiting: number }>;
   stop(): Promise<void>;
 }
 
@@ -94,6 +96,10 @@ export async function startService(options: {
       // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks.
       const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).replace(/^.*\) /, "").split(" ");
       return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    },
+    async schedule() {
+      const [running, waiting] = (await readFile(`/proc/${pid}/schedstat`, "utf8")).split(" ").map(Number);
+      return { running: (running ?? Number.NaN) / 1e9, waiting: (waiting ?? Number.NaN) / 1e9 };
     },
     async stop() {
       if (child.exitCode !== null) return;
