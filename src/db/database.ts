@@ -1,6 +1,4 @@
 import { mkdir } from "node:fs/promises";
-import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../generated/prisma/client.ts";
@@ -28,7 +26,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     return wrap("postgres", makePool(options.url, options.poolSize), options.url, async () => {});
   }
   // Embedded: PGlite served over the Postgres wire protocol on loopback, so the very same pg/Prisma
-  // code runs against it. It is one session, so the pool holds one connection.
+  // code runs against it. It is one session, so the pool holds one connection. Loaded only when used: the
+  // WebAssembly Postgres costs about 40 MB of memory just by being imported.
+  const { PGlite } = await import("@electric-sql/pglite");
+  const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
   await mkdir(options.dataDir, { recursive: true });
   const db = await PGlite.create(options.dataDir);
   const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });

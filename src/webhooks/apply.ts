@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
-import { inTransaction, type RunSql } from "../db/sql.ts";
+import { inTransaction, pgRunner, type RunSql } from "../db/sql.ts";
 import type { Status } from "../messages/status.ts";
 import { type Outcome, TRANSITIONS } from "./state-machine.ts";
 
@@ -48,7 +48,7 @@ const UPDATE_MESSAGES = `UPDATE messages m SET
  * concurrent batches cannot deadlock), decide each event against the locked current status, insert it
  * unless (uuid, status) exists (`duplicate`), and update the messages. Unknown uuids are kept `buffered`.
  */
-const APPLY_NEW_EVENTS = `WITH ${TRANSITION_TABLE},
+export const APPLY_NEW_EVENTS = `WITH ${TRANSITION_TABLE},
 input AS (
   SELECT * FROM unnest($1::text[], $2::message_status[], $3::timestamptz[], $4::text[], $5::jsonb[],
                        $6::text[], $7::text[], $8::text[])
@@ -127,7 +127,8 @@ interface WaveResult {
 }
 
 async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<WaveResult[]> {
-  const rows = await sql<{ uuid: string } & WaveResult>(APPLY_NEW_EVENTS, toColumns(events));
+  // Prepared once per connection: planning this statement costs more than running it.
+  const rows = await sql<{ uuid: string } & WaveResult>(APPLY_NEW_EVENTS, toColumns(events), "apply_new_events");
   // Rows come back in input order for distinct uuids; map by uuid to not depend on it.
   const byUuid = new Map(rows.map((row) => [row.uuid, row]));
   return events.map((event) => byUuid.get(event.uuid) ?? { outcome: "duplicate", unsettled: false });
@@ -184,11 +185,7 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
     }
   };
   // A single wave is one statement: autocommit, no BEGIN/COMMIT round trips.
-  await retryOnConflict(() =>
-    groups.length === 1
-      ? run((text, values) => pool.query(text, values).then((r) => r.rows))
-      : inTransaction(pool, run),
-  );
+  await retryOnConflict(() => (groups.length === 1 ? run(pgRunner(pool)) : inTransaction(pool, run)));
 
   for (const uuid of toSettle) {
     const settled = await retryOnConflict(() => inTransaction(pool, (sql) => settleBuffered(sql, uuid)));

@@ -1,0 +1,357 @@
+/**
+ * `npm run bench`: the webhook ingest and read path against a fresh database on the real PostgreSQL server,
+ * next to the database's own ceiling (pgbench running the same SQL), then a check of every stored row.
+ * Settings (environment): BENCH_MESSAGES (messages per phase, default 20000), BENCH_SECONDS (per phase, 12),
+ * BENCH_CONNECTIONS (32), DATABASE_POOL_SIZE (of each service instance, default below),
+ * BENCH_PHASES (comma list of single,batch,read,pgbench,two; default all), BENCH_CPU_PROF=1 (profile the server),
+ * BENCH_NODE_ARGS (extra node flags for the service, e.g. "--max-semi-space-size=4"),
+ * BENCH_ADMIN_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
+ */
+import { execFile, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cpus, tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import type { Status } from "../src/messages/status.ts";
+import { type BenchDatabase, createBenchDatabase, type Sent, seedMessages, verify } from "./database.ts";
+import { ACKED, type LoadJob, type LoadResult, SENT } from "./load-job.ts";
+import { type PgbenchResult, runPgbench } from "./pgbench.ts";
+import { API_KEY, ROOT, type Service, startService, WEBHOOK_SECRET } from "./service.ts";
+import { arrivals, countOutOfOrder, type Delivery, type History, histories, random } from "./workload.ts";
+
+const env = process.env;
+const MESSAGES = Number(env.BENCH_MESSAGES ?? 20_000);
+const SECONDS = Number(env.BENCH_SECONDS ?? 12);
+const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
+// The service's own default (src/config.ts); 4, 8, 16 and 32 measured the same within noise (docs/bench.md).
+const POOL_SIZE = Number(env.DATABASE_POOL_SIZE ?? 10);
+const NODE_ARGS = (env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+const BATCH = 100;
+const PHASES = new Set((env.BENCH_PHASES ?? "single,batch,read,pgbench,two").split(","));
+const ADMIN_URL = env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+const RESULTS_DIR = path.join(ROOT, "bench/results");
+const SEED = Number(env.BENCH_SEED ?? 20261127);
+
+interface PhaseFigures {
+  name: string;
+  unit: string;
+  throughput: number;
+  p50Ms: number;
+  p99Ms: number;
+  seconds: number;
+  requests: number;
+  statuses?: number;
+  outOfOrder?: number;
+  duplicatesSent?: number;
+  /** Service CPU time per request (all instances), a figure less noisy than throughput on a busy machine. */
+  cpuMsPerRequest?: number;
+  /** The load generator's CPU time per request (its whole process, including start-up). */
+  loadCpuMsPerRequest?: number;
+  /** Share of the phase the service's event-loop thread ran, and spent runnable but waiting for a CPU. */
+  eventLoopRunning?: number;
+  eventLoopWaitingForCpu?: number;
+}
+
+const cpuOf = async (services: Service[]) =>
+  (await Promise.all(services.map((s) => s.cpuSeconds()))).reduce((a, b) => a + b, 0);
+
+/** Measures the first service's scheduling around `work`: how much of the time it ran or waited for a CPU. */
+async function scheduled<T>(
+  service: Service,
+  work: () => Promise<T>,
+): Promise<[T, { running: number; waiting: number }]> {
+  const before = await service.schedule();
+  const started = performance.now();
+  const result = await work();
+  const after = await service.schedule();
+  const seconds = (performance.now() - started) / 1000;
+  return [
+    result,
+    { running: (after.running - before.running) / seconds, waiting: (after.waiting - before.waiting) / seconds },
+  ];
+}
+
+const rand = random(SEED);
+const createdAt = new Date(Date.now() - 60_000);
+const scratch = await mkdtemp(path.join(tmpdir(), "otp-bench-"));
+
+async function runLoad(job: LoadJob): Promise<LoadResult> {
+  const id = Math.random().toString(36).slice(2);
+  const jobPath = path.join(scratch, `job-${id}.json`);
+  const resultPath = path.join(scratch, `result-${id}.json`);
+  await writeFile(jobPath, JSON.stringify(job));
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/load.ts", jobPath, resultPath], {
+    cwd: ROOT,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  if (code !== 0) throw new Error(`the load generator exited with code ${code}`);
+  return JSON.parse(await readFile(resultPath, "utf8")) as LoadResult;
+}
+
+/** Records, per message, which of its statuses were sent and acknowledged (for the final verification). */
+function record(sent: Map<number, Sent>, deliveries: Delivery[], stateOf: (index: number) => number): void {
+  deliveries.forEach((delivery, index) => {
+    const state = stateOf(index);
+    if (state < SENT) return;
+    const entry = sent.get(delivery.n) ?? { acked: new Set<Status>(), unanswered: new Set<Status>(), order: [] };
+    if (!entry.order.includes(delivery.status)) entry.order.push(delivery.status);
+    if (state === ACKED) entry.acked.add(delivery.status);
+    else entry.unanswered.add(delivery.status);
+    sent.set(delivery.n, entry);
+  });
+}
+
+const webhookHeaders = { "content-type": "application/json", "x-webhook-secret": WEBHOOK_SECRET };
+
+/** Sends `messages`' statuses to the targets, `perRequest` statuses per request (1: the single object shape). */
+async function webhookPhase(
+  name: string,
+  services: Service[],
+  messages: History[],
+  perRequest: number,
+  sent: Map<number, Sent>,
+): Promise<PhaseFigures> {
+  const deliveries = arrivals(messages, rand);
+  const requests: LoadJob["requests"] = [];
+  for (let i = 0; i < deliveries.length; i += perRequest) {
+    const items = deliveries.slice(i, i + perRequest).map((d) => d.item);
+    requests.push({ path: "/webhooks/betatel", body: JSON.stringify(perRequest === 1 ? items[0] : items) });
+  }
+  const cpuBefore = await cpuOf(services);
+  const [result, schedule] = await scheduled(services[0] as Service, () =>
+    runLoad({
+      targets: services.map((s) => s.url),
+      method: "POST",
+      headers: webhookHeaders,
+      requests,
+      connections: CONNECTIONS,
+      durationSeconds: SECONDS,
+      cycle: false,
+    }),
+  );
+  const cpuMsPerRequest = (((await cpuOf(services)) - cpuBefore) * 1000) / Math.max(1, result.answered);
+  const states = Buffer.from(result.states, "base64");
+  record(sent, deliveries, (index) => states[Math.floor(index / perRequest)] ?? 0);
+  if (result.non2xx > 0 || result.errors > 0) {
+    throw new Error(`${name}: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
+  }
+  const ackedStatuses = deliveries.filter((_, index) => states[Math.floor(index / perRequest)] === ACKED).length;
+  const sentDeliveries = deliveries.filter((_, index) => (states[Math.floor(index / perRequest)] ?? 0) >= SENT);
+  const unique = new Set(sentDeliveries.map((d) => `${d.n}/${d.status}`)).size;
+  return {
+    name,
+    unit: perRequest === 1 ? "requests/s" : "statuses/s",
+    throughput: (perRequest === 1 ? result.answered : ackedStatuses) / result.elapsedSeconds,
+    p50Ms: result.latencyMs.p50,
+    p99Ms: result.latencyMs.p99,
+    seconds: result.elapsedSeconds,
+    requests: result.answered,
+    statuses: ackedStatuses,
+    outOfOrder: countOutOfOrder(sentDeliveries),
+    duplicatesSent: sentDeliveries.length - unique,
+    cpuMsPerRequest,
+    loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
+    eventLoopRunning: schedule.running,
+    eventLoopWaitingForCpu: schedule.waiting,
+  };
+}
+
+async function readPhase(service: Service, messages: History[]): Promise<PhaseFigures> {
+  const order = [...messages];
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j] as History, order[i] as History];
+  }
+  const cpuBefore = await service.cpuSeconds();
+  const [result, schedule] = await scheduled(service, () =>
+    runLoad({
+      targets: [service.url],
+      method: "GET",
+      headers: { "x-api-key": API_KEY },
+      requests: order.map((m) => ({ path: `/v1/messages/${m.uuid}` })),
+      connections: CONNECTIONS,
+      durationSeconds: SECONDS,
+      cycle: true,
+    }),
+  );
+  const cpuMsPerRequest = (((await service.cpuSeconds()) - cpuBefore) * 1000) / Math.max(1, result.answered);
+  if (result.non2xx > 0 || result.errors > 0) {
+    throw new Error(`read: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
+  }
+  return {
+    name: "GET /v1/messages/:uuid",
+    unit: "requests/s",
+    throughput: result.answered / result.elapsedSeconds,
+    p50Ms: result.latencyMs.p50,
+    p99Ms: result.latencyMs.p99,
+    seconds: result.elapsedSeconds,
+    requests: result.answered,
+    cpuMsPerRequest,
+    loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
+    eventLoopRunning: schedule.running,
+    eventLoopWaitingForCpu: schedule.waiting,
+  };
+}
+
+const pct = (share: number | undefined) => (share === undefined ? "-" : `${(share * 100).toFixed(0)}%`);
+const fmt = (value: number | undefined, digits = 0) =>
+  value === undefined || Number.isNaN(value) ? "-" : value.toFixed(digits);
+
+async function main() {
+  const started = Date.now();
+  const execFileAsync = promisify(execFile);
+  const gitCommit = await execFileAsync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT })
+    .then((r) => r.stdout.trim())
+    .catch(() => "unknown");
+  console.log(
+    `bench: ${MESSAGES} messages per phase, ${SECONDS} s phases, ${CONNECTIONS} connections, pool ${POOL_SIZE}`,
+  );
+  let database: BenchDatabase | undefined;
+  const services: Service[] = [];
+  try {
+    database = await createBenchDatabase(ADMIN_URL);
+    const sets = {
+      single: histories(1, MESSAGES, createdAt, rand),
+      batch: histories(MESSAGES + 1, MESSAGES * 2, createdAt, rand),
+      pgbench: { first: MESSAGES * 3 + 1, count: MESSAGES * 2 },
+      pgbenchPrepared: { first: MESSAGES * 5 + 1, count: MESSAGES * 2 },
+      two: histories(MESSAGES * 7 + 1, MESSAGES, createdAt, rand),
+    };
+    await seedMessages(database.pool, 1, MESSAGES * 8, createdAt);
+    await database.pool.query("VACUUM ANALYZE messages");
+    await database.pool.query("VACUUM ANALYZE message_events");
+    console.log(`database ${database.name}: ${MESSAGES * 8} messages seeded`);
+
+    const profileDir = path.join(RESULTS_DIR, "profiles");
+    if (env.BENCH_CPU_PROF) await mkdir(profileDir, { recursive: true });
+    const start = () =>
+      startService({
+        databaseUrl: database?.url as string,
+        poolSize: POOL_SIZE,
+        nodeArgs: [...NODE_ARGS, ...(env.BENCH_CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [])],
+      });
+    const first = await start();
+    services.push(first);
+
+    const sent = new Map<number, Sent>();
+    const phases: PhaseFigures[] = [];
+    const step = (label: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${label}`);
+    if (PHASES.has("single")) {
+      step("1. single-status webhooks");
+      phases.push(await webhookPhase("webhook, 1 status/request", [first], sets.single, 1, sent));
+    }
+    if (PHASES.has("batch")) {
+      step("2. batched webhooks");
+      phases.push(await webhookPhase(`webhook, ${BATCH} statuses/request`, [first], sets.batch, BATCH, sent));
+    }
+    if (PHASES.has("read")) {
+      step("3. GET /v1/messages/:uuid");
+      phases.push(await readPhase(first, sets.single));
+    }
+    const peakRssMiB = await first.peakRssMiB();
+    // The database's ceiling for the same statement at the same concurrency: as the issue defines it (simple
+    // protocol, parsed and planned per call), and prepared (what the service does since it names the statement).
+    let pgbench: PgbenchResult | undefined;
+    let pgbenchPrepared: PgbenchResult | undefined;
+    if (PHASES.has("pgbench")) {
+      const ceiling = (mode: "simple" | "prepared", set: { first: number; count: number }) =>
+        runPgbench({
+          databaseUrl: (database as BenchDatabase).url,
+          scriptPath: path.join(scratch, "apply-one-status.sql"),
+          ...set,
+          clients: CONNECTIONS,
+          seconds: Math.max(SECONDS, 15),
+          mode,
+        });
+      step("4. pgbench, the same statement (-M simple)");
+      pgbench = await ceiling("simple", sets.pgbench);
+      step("4b. pgbench, the same statement (-M prepared)");
+      pgbenchPrepared = await ceiling("prepared", sets.pgbenchPrepared);
+    }
+    if (PHASES.has("two")) {
+      step("5. single-status webhooks, two instances");
+      const second = await start();
+      services.push(second);
+      phases.push(await webhookPhase("webhook, 1 status/request, 2 instances", [first, second], sets.two, 1, sent));
+    }
+    for (const service of services.splice(0)) await service.stop();
+
+    step("verifying every message");
+    const checked = [...sets.single, ...sets.batch, ...sets.two];
+    const problems = await verify(database.pool, checked, sent);
+    const eventsPerStatus = await database.pool.query<{ dupes: string }>(
+      "SELECT count(*) - count(DISTINCT (uuid, status)) AS dupes FROM message_events",
+    );
+    if (Number(eventsPerStatus.rows[0]?.dupes) !== 0) problems.push("more than one event for some (uuid, status)");
+
+    const ratio = (value: number, ceiling: number | undefined) => (ceiling ? value / ceiling : undefined);
+    const rows = phases.map((p) => ({
+      ...p,
+      ratioToPgbench: ratio(p.throughput, pgbench?.tps),
+      ratioToPgbenchPrepared: ratio(p.throughput, pgbenchPrepared?.tps),
+    }));
+    console.log("");
+    console.log(
+      "| phase | throughput | unit | p50 ms | p99 ms | service CPU ms/req | load generator CPU ms/req | event loop on CPU / waiting for CPU | x pgbench | x pgbench -M prepared |",
+    );
+    console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (const row of rows) {
+      console.log(
+        `| ${row.name} | ${fmt(row.throughput)} | ${row.unit} | ${fmt(row.p50Ms, 1)} | ${fmt(row.p99Ms, 1)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.loadCpuMsPerRequest, 2)} | ${pct(row.eventLoopRunning)} / ${pct(row.eventLoopWaitingForCpu)} | ${fmt(row.ratioToPgbench, 2)} | ${fmt(row.ratioToPgbenchPrepared, 2)} |`,
+      );
+    }
+    for (const [label, result] of [
+      ["simple", pgbench],
+      ["prepared", pgbenchPrepared],
+    ] as const) {
+      if (!result) continue;
+      console.log(
+        `| pgbench -M ${label}, same statement, -c ${CONNECTIONS} | ${fmt(result.tps)} | transactions/s | avg ${fmt(result.latencyAverageMs, 1)} | - | - | - | - | ${fmt(ratio(result.tps, pgbench?.tps), 2)} | ${fmt(ratio(result.tps, pgbenchPrepared?.tps), 2)} |`,
+      );
+    }
+    console.log(`\nservice peak RSS (VmHWM): ${fmt(peakRssMiB, 1)} MiB; pool size ${POOL_SIZE}`);
+    const single = rows.find((r) => r.name === "webhook, 1 status/request");
+    const batch = rows.find((r) => r.name.startsWith(`webhook, ${BATCH}`));
+    const targets = {
+      singleAtLeast0_6xPgbench: single?.ratioToPgbench === undefined ? undefined : single.ratioToPgbench >= 0.6,
+      batchAtLeast2xPgbench: batch?.ratioToPgbench === undefined ? undefined : batch.ratioToPgbench >= 2,
+      singleP99Under50Ms: single ? single.p99Ms < 50 : undefined,
+      peakRssUnder200MB: peakRssMiB * 1.048576 < 200,
+    };
+    console.log("targets:", JSON.stringify(targets));
+    if (pgbench?.wrapped || pgbenchPrepared?.wrapped)
+      console.log("note: pgbench clients ran past their messages (BENCH_MESSAGES too small)");
+
+    const report = {
+      at: new Date().toISOString(),
+      commit: gitCommit,
+      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+      settings: { messagesPerPhase: MESSAGES, seconds: SECONDS, connections: CONNECTIONS, poolSize: POOL_SIZE },
+      phases: rows,
+      pgbench,
+      pgbenchPrepared,
+      peakRssMiB,
+      targets,
+      verification: { messages: checked.length, problems },
+      totalSeconds: (Date.now() - started) / 1000,
+    };
+    await mkdir(RESULTS_DIR, { recursive: true });
+    const file = path.join(RESULTS_DIR, `bench-${report.at.replace(/[:.]/g, "-")}.json`);
+    await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`results: ${path.relative(ROOT, file)}`);
+
+    if (problems.length > 0) {
+      console.error(`\nVERIFICATION FAILED (${problems.length} problems shown):\n${problems.join("\n")}`);
+      process.exitCode = 1;
+    } else {
+      console.log(`verified ${checked.length} messages: states, timestamps and one event per (uuid, status)`);
+    }
+  } finally {
+    for (const service of services) await service.stop().catch(() => {});
+    await database?.drop().catch((error) => console.error("could not drop the bench database:", error));
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+await main();

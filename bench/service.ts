@@ -1,0 +1,112 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import path from "node:path";
+
+export const ROOT = path.resolve(import.meta.dirname, "..");
+export const WEBHOOK_SECRET = "bench-webhook-secret";
+export const API_KEY = "bench-api-key";
+
+// USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK).
+const CLOCK_TICKS = 100;
+
+export interface Service {
+  url: string;
+  pid: number;
+  /** Peak resident set size so far (VmHWM), in MiB. */
+  peakRssMiB(): Promise<number>;
+  /** CPU time (user + system) the process has used so far, in seconds. */
+  cpuSeconds(): Promise<number>;
+  /** The main (event loop) thread's time on a CPU and time runnable but waiting for one, in seconds. */
+  schedule(): Promise<{ running: number; waiting: number }>;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `src/server.ts` as its own node process (node --import tsx, so the pid is the server itself).
+ * Betatel credentials point at a closed local port: not sandbox mode, and nothing here sends messages.
+ */
+export async function startService(options: {
+  databaseUrl: string;
+  poolSize: number;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+}): Promise<Service> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), "--import", "tsx", "src/server.ts"],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "inherit", "inherit"],
+      env: {
+        ...process.env,
+        NODE_ENV: "production",
+        PORT: String(port),
+        DATABASE_URL: options.databaseUrl,
+        DATABASE_POOL_SIZE: String(options.poolSize),
+        LOG_LEVEL: "warn",
+        BETATEL_BASE_URL: "http://127.0.0.1:9",
+        BETATEL_API_KEY: "bench",
+        BETATEL_ACCOUNT_ID: "bench",
+        WEBHOOK_SECRET,
+        API_KEYS: API_KEY,
+        RECONCILE_INTERVAL_MS: "0",
+        ...options.env,
+      },
+    },
+  );
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the service exited with code ${child.exitCode} during start`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error("the service did not become ready within 30 s");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const pid = child.pid as number;
+  return {
+    url,
+    pid,
+    async peakRssMiB() {
+      const status = await readFile(`/proc/${pid}/status`, "utf8");
+      const kib = Number(/VmHWM:\s+(\d+)\s+kB/.exec(status)?.[1] ?? Number.NaN);
+      return kib / 1024;
+    },
+    async cpuSeconds() {
+      // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks.
+      const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).replace(/^.*\) /, "").split(" ");
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    },
+    async schedule() {
+      const [running, waiting] = (await readFile(`/proc/${pid}/schedstat`, "utf8")).split(" ").map(Number);
+      return { running: (running ?? Number.NaN) / 1e9, waiting: (waiting ?? Number.NaN) / 1e9 };
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
