@@ -23,9 +23,12 @@ const env = process.env;
 const MESSAGES = Number(env.BENCH_MESSAGES ?? 20_000);
 const SECONDS = Number(env.BENCH_SECONDS ?? 12);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
-// The service's own default (src/config.ts); 4, 8, 16 and 32 measured the same within noise (docs/bench.md).
+// The service's own default (src/config.ts); 4, 8, 16 and 32 measured the same within noise (README, Performance).
 const POOL_SIZE = Number(env.DATABASE_POOL_SIZE ?? 10);
-const NODE_ARGS = (env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+// The heap flags `npm run serve` and the Dockerfile start the service with: the bench measures what ships.
+const NODE_ARGS = (env.BENCH_NODE_ARGS ?? "--max-old-space-size=160 --max-semi-space-size=4")
+  .split(" ")
+  .filter(Boolean);
 const BATCH = 100;
 const PHASES = new Set((env.BENCH_PHASES ?? "single,batch,read,pgbench,two").split(","));
 const ADMIN_URL = env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
