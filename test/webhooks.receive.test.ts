@@ -247,6 +247,18 @@ describe("POST /webhooks/betatel", () => {
       expect(wam.rows[0].wam_id).toBe("wamid.X1");
     });
 
+    it("when an item carries the OTP `text` (as Betatel's delivery records do), then the payload is kept without it", async () => {
+      const uuid = await aSentMessage(t.app);
+      const item = { uuid, status: "READ", text: "Your code is 482910", to: "38761444555" };
+      const res = await postWebhook(t.app, item);
+      expect(res.body.results).toEqual([{ uuid, status: "READ", outcome: "applied" }]);
+      const { rows } = await t.db.pool.query("SELECT payload FROM message_events WHERE uuid = $1 AND status = 'READ'", [
+        uuid,
+      ]);
+      expect(rows).toEqual([{ payload: { uuid, status: "READ", to: "38761444555" } }]);
+      expect(JSON.stringify(rows)).not.toContain("482910");
+    });
+
     it("when a status repeats with another timestamp, then it is a duplicate and exactly one event row exists", async () => {
       const uuid = await aSentMessage(t.app);
       await postWebhook(t.app, { uuid, status: "SENT", timestamp: minutesAgo(3).toISOString() });

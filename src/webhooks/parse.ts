@@ -81,6 +81,16 @@ export function bodyShape(body: unknown): Shape | undefined {
 const MAX_DEPTH = 32;
 
 /**
+ * The raw item as kept in `message_events.payload`, less the OTP: Betatel's delivery records carry the
+ * message `text`, and its status webhook is undocumented, so a `text` field is never stored.
+ */
+function withoutOtpText(item: Record<string, unknown>): Record<string, unknown> {
+  if (!("text" in item)) return item;
+  const { text: _otp, ...rest } = item;
+  return rest;
+}
+
+/**
  * Why the raw item cannot be kept as jsonb, if it cannot: Postgres refuses NUL characters and unpaired
  * surrogates, and very deep nesting is refused here before it can exhaust a stack. Iterative on purpose.
  */
@@ -123,7 +133,7 @@ export function parseItem(item: unknown, source: string): ParsedItem {
       status: data.status,
       occurredAt: data.timestamp ?? null,
       source,
-      payload: item,
+      payload: withoutOtpText(item as Record<string, unknown>),
       errorCode: code,
       errorMessage: message,
       wamId: data.wam_id ?? null,
