@@ -153,6 +153,32 @@ describe("POST /webhooks/betatel before the message row exists", () => {
     },
   );
 
+  it.skipIf(embedded)(
+    "when a batch holding the uuid's lock stores that uuid's PENDING while the message is being stored, then neither waits on the other",
+    async () => {
+      const uuid = aUuid();
+      // What a batch repeating this uuid does: take its lock first, then insert its events wave by wave.
+      const batch = await t.db.pool.connect();
+      try {
+        await batch.query("BEGIN");
+        await batch.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [uuid]);
+        const sending = sendAs(uuid);
+        await waitForLockWaiter(uuid);
+        await batch.query(
+          `INSERT INTO message_events (uuid, status, outcome, occurred_at, source)
+           VALUES ($1, 'PENDING', 'buffered', now(), 'webhook') ON CONFLICT DO NOTHING`,
+          [uuid],
+        );
+        await batch.query("COMMIT");
+        await sending;
+      } finally {
+        batch.release();
+      }
+      const message = await readMessage(t.app, uuid);
+      expect(message.events).toEqual([expect.objectContaining({ status: "PENDING", outcome: "applied" })]);
+    },
+  );
+
   it("when two batches carry one unknown uuid's statuses in opposite orders at the same moment, then both answer 200", async () => {
     // Both insert the same (uuid, status) keys in opposite orders across waves: Postgres breaks the deadlock, the loser is retried.
     for (let i = 0; i < 3; i++) {

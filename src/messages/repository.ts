@@ -1,7 +1,7 @@
 import type { Database } from "../db/database.ts";
 import type { RunSql } from "../db/sql.ts";
 import type { Message, MessageEvent } from "../generated/prisma/client.ts";
-import { settleBuffered } from "../webhooks/apply.ts";
+import { lockMessageUuid, settleBuffered } from "../webhooks/apply.ts";
 import type { EventView, MessageSummary, MessageView } from "./schemas.ts";
 
 export interface NewMessage {
@@ -15,16 +15,21 @@ export interface NewMessage {
   requestedAt?: Date;
 }
 
+// Betatel has already sent this OTP: wait for a pooled connection under load rather than give up after
+// Prisma's default 2 s and leave it untracked.
+const TRACKING_TRANSACTION = { maxWait: 10_000, timeout: 15_000 };
+
 /**
  * Stores a message Betatel accepted, with its PENDING event, and applies any statuses that arrived before
  * it (buffered), all in one transaction. Returns the created row; if the uuid is already stored (Betatel
  * answered the same uuid twice), returns the existing row unchanged.
  */
-const TRACKING_TRANSACTION = { maxWait: 10_000, timeout: 15_000 };
-
 export async function createMessage(db: Database, message: NewMessage): Promise<MessageSummary> {
   const row = await db.prisma.$transaction(async (tx) => {
     const sql: RunSql = (text, values = []) => tx.$queryRawUnsafe(text, ...values);
+    // The uuid's lock first, before any insert: a webhook batch that holds it may be inserting this uuid's
+    // events, and waiting for the lock while holding our own inserts would be a deadlock.
+    await lockMessageUuid(sql, message.uuid);
     const { requestedAt, ...row } = message;
     const created = await tx.message.createManyAndReturn({ data: [row], skipDuplicates: true });
     const first = created[0];
@@ -41,8 +46,6 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
     );
     const settled = await settleBuffered(sql, message.uuid);
     return settled.size > 0 ? tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } }) : first;
-    // Betatel has already sent this OTP: wait for a pooled connection under load rather than give up after
-    // Prisma's default 2 s and leave it untracked.
   }, TRACKING_TRANSACTION);
   return toSummary(row);
 }
