@@ -1,5 +1,6 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createApp } from "./app.ts";
 import { createBetatelClient } from "./betatel/client.ts";
 import { createSandboxBetatel } from "./betatel/sandbox.ts";
@@ -114,24 +115,31 @@ async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, "shutting down: finishing in-flight requests");
+  // Whatever is still running, connections still open after 25 s are cut.
+  const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   sandbox?.stop();
-  const retentionStopped = stopRetention();
+  const jobsStopped = Promise.all([stopRetention(), reconcileJob.stop()]);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
   const sweep = setInterval(() => server.closeIdleConnections(), 100);
-  server.closeIdleConnections();
-  // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
-  await notifier.close();
-  server.closeIdleConnections(); // the ended streams' connections are idle now
-  await reconcileJob.stop();
-  const forced = setTimeout(() => server.closeAllConnections(), 25_000);
-  await closed;
-  clearInterval(sweep);
-  clearTimeout(forced);
-  await retentionStopped;
-  await db.close();
-  logger.info("stopped");
-  process.exit(0);
+  let exitCode = 0;
+  try {
+    // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
+    await notifier.close();
+    await closed;
+    // At most 25 s more for a reconciler run in progress; claims it leaves unfinished expire with their lease.
+    await Promise.race([jobsStopped, sleep(25_000)]);
+    await db.close();
+    logger.info("stopped");
+  } catch (error) {
+    logger.error({ err: error }, "shutdown failed");
+    exitCode = 1;
+  } finally {
+    clearInterval(sweep);
+    clearTimeout(forced);
+  }
+  process.exit(exitCode);
 }
+
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));

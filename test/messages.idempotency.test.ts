@@ -159,11 +159,12 @@ describe("POST /v1/messages with Idempotency-Key", () => {
   it("when the first request never finished (it died holding the key), then 409 with Retry-After and Betatel is not called", async () => {
     const key = aKey();
     const body = { to: aPhoneNumber(), text: "141414" };
-    // What a crashed first request leaves behind: the claim, without an answer.
-    await t.db.pool.query(`INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ('open', $1, $2)`, [
-      key,
-      requestFingerprint(body, ""),
-    ]);
+    // What a first request that crashed a minute ago leaves behind: the claim, without an answer.
+    await t.db.pool.query(
+      `INSERT INTO idempotency_keys (scope, key, request_hash, created_at)
+       VALUES ('open', $1, $2, now() - interval '1 minute')`,
+      [key, requestFingerprint(body, "")],
+    );
 
     const res = await send(key, body);
 

@@ -119,8 +119,14 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
       client = undefined;
       if (!closed) scheduleReconnect();
     });
-    await next.connect();
-    await next.query(`LISTEN ${CHANNEL}`);
+    try {
+      await next.connect();
+      await next.query(`LISTEN ${CHANNEL}`);
+    } catch (error) {
+      // Not adopted as `client`: end it here, or every failed attempt would leak a connection.
+      await next.end().catch(() => {});
+      throw error;
+    }
     client = next;
     if (failures > 0) logger.info("live status: LISTEN connection restored");
     failures = 0;

@@ -32,7 +32,6 @@ export async function claimIdempotencyKey(
   fingerprint: string,
   waitMs: number,
 ): Promise<Claim> {
-  const deadline = Date.now() + waitMs;
   for (;;) {
     const { count } = await db.prisma.idempotencyKey.createMany({
       data: [{ scope, key, requestHash: fingerprint }],
@@ -56,7 +55,8 @@ export async function claimIdempotencyKey(
     if (existing.responseStatus !== null) {
       return { kind: "replay", answer: { status: existing.responseStatus, body: existing.responseBody } };
     }
-    if (Date.now() >= deadline) {
+    // The first request cannot still be running past its own deadline: a claim that old was abandoned.
+    if (Date.now() >= existing.createdAt.getTime() + waitMs) {
       // The first request never finished (it crashed or lost the database): whether Betatel sent the OTP is
       // unknown, so this key cannot safely send again.
       throw new AppError(

@@ -58,9 +58,10 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
 
   if (key) {
     const fingerprint = requestFingerprint(request.body, request.apiKey);
-    // A twin waits at most as long as the first request can take.
+    // A twin waits at most as long as the first request can take: Betatel's deadline, then up to 10 s for a
+    // connection to store the message (createMessage), and a margin.
     const claim = await withStorage(() =>
-      claimIdempotencyKey(db, scope, key, fingerprint, deps.betatelTimeoutMs + 5_000),
+      claimIdempotencyKey(db, scope, key, fingerprint, deps.betatelTimeoutMs + 15_000),
     );
     if (claim.kind === "replay") return claim.answer;
   } else {
