@@ -1,6 +1,4 @@
-import { FINAL_STATUSES, type Status } from "../messages/status.ts";
-
-const RANK: Partial<Record<Status, number>> = { PENDING: 0, SENT: 1, DELIVERED: 2, READ: 3 };
+import { FINAL_STATUSES, RANK, type Status } from "../messages/status.ts";
 
 /**
  * Whether a long-poll waiting for `wanted` can answer with `current`: the status reached or passed it on the

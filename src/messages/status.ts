@@ -3,12 +3,5 @@ export type Status = (typeof STATUSES)[number];
 
 export const FINAL_STATUSES: ReadonlySet<Status> = new Set(["READ", "FAILED", "EXPIRED"]);
 
-/** The column that records when a message reached each status. */
-export const TIMESTAMP_COLUMN: Record<Status, string> = {
-  PENDING: "created_at",
-  SENT: "sent_at",
-  DELIVERED: "delivered_at",
-  READ: "read_at",
-  FAILED: "failed_at",
-  EXPIRED: "expired_at",
-};
+/** Position on the delivery path (contract section 5); FAILED and EXPIRED are off it. */
+export const RANK: Partial<Record<Status, number>> = { PENDING: 0, SENT: 1, DELIVERED: 2, READ: 3 };

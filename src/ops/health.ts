@@ -1,5 +1,6 @@
 import { Router } from "express";
 import type { Database } from "../db/database.ts";
+import { problemBody, storageUnavailable } from "../http/problem.ts";
 
 /** `GET /healthz` (the process answers) and `GET /readyz` (the database answers too; 503 if not). */
 export function healthRouter(db: Database): Router {
@@ -12,14 +13,10 @@ export function healthRouter(db: Database): Router {
       await db.pool.query("SELECT 1");
       res.json({ status: "ready", database: "up" });
     } catch {
-      res.status(503).type("application/problem+json").json({
-        type: "urn:whatsapp-otp-tracker:problem:storage_unavailable",
-        title: "Not ready",
-        status: 503,
-        detail: "The database is not reachable.",
-        code: "storage_unavailable",
-        database: "down",
-      });
+      res
+        .status(503)
+        .type("application/problem+json")
+        .json({ ...problemBody(storageUnavailable()), title: "Not ready", database: "down" });
     }
   });
   return router;

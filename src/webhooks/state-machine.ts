@@ -1,12 +1,10 @@
-import { STATUSES, type Status } from "../messages/status.ts";
+import { RANK, STATUSES, type Status } from "../messages/status.ts";
 
 /** What happened to one incoming status (contract section 4). */
 export type Outcome = "applied" | "duplicate" | "stale" | "rejected" | "buffered" | "invalid";
 
 /** Outcomes `decide` can return: the others come from dedup (`duplicate`), a missing row or validation. */
 export type Decision = "applied" | "duplicate" | "stale" | "rejected";
-
-const RANK: Partial<Record<Status, number>> = { PENDING: 0, SENT: 1, DELIVERED: 2, READ: 3 };
 
 /**
  * The transition table of contract section 5, for an incoming status not seen before for this message
