@@ -45,6 +45,9 @@ describe("WDR reading", () => {
       iso,
     ]);
     expect(toDate("yesterday")).toBeNull();
+    // Out of range, as the webhook refuses them: the time it was received stands in.
+    expect(toDate("1970-01-02T00:00:00Z")).toBeNull();
+    expect(toDate(Date.now() + 7 * 86_400_000)).toBeNull();
     expect(toDate(null)).toBeNull();
   });
 

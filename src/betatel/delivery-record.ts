@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isPlausibleEventTime, unixToMillis } from "../messages/event-time.ts";
 import type { Status } from "../messages/status.ts";
 
 /**
@@ -73,10 +74,13 @@ export function toStatus(word: string | null): Status | undefined {
   return STATUS_WORDS[word.trim().toLowerCase()];
 }
 
-/** A WDR time (ISO 8601, Unix seconds or milliseconds) as a Date; null when absent or unreadable. */
+/**
+ * A WDR time (ISO 8601, Unix seconds or milliseconds) as a Date, by the webhook's rules; null when absent,
+ * unreadable or implausible (then the time it was received stands in, as for a webhook without one).
+ */
 export function toDate(value: string | number | null): Date | null {
   if (value === null || value === "") return null;
   const numeric = typeof value === "number" ? value : /^\d+(\.\d+)?$/.test(value) ? Number(value) : undefined;
-  const date = numeric === undefined ? new Date(value) : new Date(numeric < 1e12 ? numeric * 1000 : numeric);
-  return Number.isNaN(date.getTime()) ? null : date;
+  const millis = numeric === undefined ? Date.parse(value as string) : unixToMillis(numeric);
+  return isPlausibleEventTime(millis) ? new Date(millis) : null;
 }

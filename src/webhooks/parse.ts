@@ -1,28 +1,24 @@
 import { z } from "zod";
 import { type FieldError, fieldErrors } from "../http/problem.ts";
+import { isPlausibleEventTime, unixToMillis } from "../messages/event-time.ts";
 import { messageUuidSchema, statusSchema } from "../messages/schemas.ts";
 import { errorReason, type StatusEvent } from "./apply.ts";
 
 export const MAX_ITEMS = 1000;
-
-// Unix seconds below this, milliseconds above (1e11 s is the year 5138; 1e11 ms is 1973).
-const SECONDS_LIMIT = 1e11;
-const EARLIEST = Date.UTC(2000, 0, 1);
-const LATEST_SKEW_MS = 24 * 60 * 60 * 1000;
 
 /** `timestamp` as ISO 8601 (with a zone), or Unix seconds or milliseconds (number or digit string). */
 const timestampSchema = z.union([z.number(), z.string().max(64)]).transform((value, ctx) => {
   const numeric = typeof value === "number" ? value : /^\d{1,16}(\.\d+)?$/.test(value) ? Number(value) : undefined;
   let millis: number;
   if (numeric !== undefined) {
-    millis = numeric < SECONDS_LIMIT ? numeric * 1000 : numeric;
+    millis = unixToMillis(numeric);
   } else if (z.iso.datetime({ offset: true }).safeParse(value).success) {
     millis = Date.parse(value as string);
   } else {
     ctx.addIssue({ code: "custom", message: "must be ISO 8601 with a time zone, or Unix seconds or milliseconds" });
     return z.NEVER;
   }
-  if (!Number.isFinite(millis) || millis < EARLIEST || millis > Date.now() + LATEST_SKEW_MS) {
+  if (!isPlausibleEventTime(millis)) {
     ctx.addIssue({ code: "custom", message: "is out of range" });
     return z.NEVER;
   }
