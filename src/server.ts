@@ -14,6 +14,7 @@ import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob } from "./reconcile/job.ts";
 import { createReconciler } from "./reconcile/reconciler.ts";
+import { settleStragglers } from "./webhooks/apply.ts";
 
 function readConfig(): Config {
   try {
@@ -85,6 +86,7 @@ const reconcileJob = createReconcileJob({
     expireAfterMs: config.EXPIRE_AFTER_MS,
     batchSize: config.RECONCILE_BATCH_SIZE,
   }),
+  settleStragglers: () => settleStragglers(db.pool),
   logger,
   intervalMs: config.RECONCILE_INTERVAL_MS,
 });

@@ -1,7 +1,7 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgRunner } from "../src/db/sql.ts";
-import { settleBuffered } from "../src/webhooks/apply.ts";
+import { settleBuffered, settleStragglers } from "../src/webhooks/apply.ts";
 import { aPhoneNumber, aUuid, startTestApp, type TestApp } from "./support/test-app.ts";
 import { embedded } from "./support/test-database.ts";
 import { postWebhook, readMessage } from "./support/webhook.ts";
@@ -99,6 +99,18 @@ describe("POST /webhooks/betatel before the message row exists", () => {
     const retry = await postWebhook(t.app, { uuid, status: "SENT" });
     expect(retry.body.results[0].outcome).toBe("duplicate");
     expect((await readMessage(t.app, uuid)).status).toBe("SENT");
+  });
+
+  it("when a buffered status was left unsettled and the sender never retries, then the periodic sweep settles it", async () => {
+    const uuid = aUuid();
+    await postWebhook(t.app, { uuid, status: "DELIVERED" });
+    await t.db.pool.query(`INSERT INTO messages (uuid, "to", text_length) VALUES ($1, '38761444555', 6)`, [uuid]);
+
+    expect(await settleStragglers(t.db.pool)).toBeGreaterThanOrEqual(1);
+
+    const message = await readMessage(t.app, uuid);
+    expect(message.status).toBe("DELIVERED");
+    expect(message.events).toEqual([expect.objectContaining({ status: "DELIVERED", outcome: "applied" })]);
   });
 
   it("when the webhook and the send path store the same uuid at the same moment, then the status is always applied", async () => {

@@ -5,6 +5,8 @@ import type { Reconciler } from "./reconciler.ts";
 export interface ReconcileJobOptions {
   reconciler: Reconciler;
   expiry?: Expiry;
+  /** Settles statuses left buffered although their message exists (see `settleStragglers`). */
+  settleStragglers?: () => Promise<number>;
   logger: Logger;
   /** Time between runs (RECONCILE_INTERVAL_MS); 0: the job never runs. */
   intervalMs: number;
@@ -13,7 +15,7 @@ export interface ReconcileJobOptions {
 }
 
 /**
- * Runs the reconciler, then expiry, every `intervalMs`, one run at a time. When Betatel pushes back (429,
+ * Runs the reconciler, then expiry, then settles stray buffered statuses, every `intervalMs`, one run at a time. When Betatel pushes back (429,
  * 5xx, timeouts) the wait doubles with each failed run, and is at least what `Retry-After` asked for.
  */
 export function createReconcileJob(options: ReconcileJobOptions) {
@@ -40,6 +42,12 @@ export function createReconcileJob(options: ReconcileJobOptions) {
       await options.expiry?.runOnce();
     } catch (error) {
       options.logger.error({ err: error }, "expiry run failed");
+    }
+    try {
+      const settled = (await options.settleStragglers?.()) ?? 0;
+      if (settled > 0) options.logger.info({ settled }, "settled buffered statuses of stored messages");
+    } catch (error) {
+      options.logger.error({ err: error }, "settling buffered statuses failed");
     }
     if (!failed) {
       failures = 0;

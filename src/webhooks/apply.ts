@@ -259,3 +259,21 @@ export function errorReason(error: unknown): { code: string | null; message: str
   }
   return { code: null, message: null };
 }
+
+/**
+ * Settles buffered events whose message row exists: what a crash between storing a status and settling it
+ * leaves behind (the sender's retry would settle it too, but a sender may never retry). Run periodically by
+ * the reconcile job; returns how many uuids it settled.
+ */
+export async function settleStragglers(pool: pg.Pool, limit = 100): Promise<number> {
+  const { rows } = await pool.query<{ uuid: string }>(
+    `SELECT DISTINCT e.uuid FROM message_events e
+     WHERE e.outcome = 'buffered' AND EXISTS (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)
+     LIMIT $1`,
+    [limit],
+  );
+  for (const { uuid } of rows) {
+    await retryOnConflict(() => inTransaction(pool, (sql) => settleBuffered(sql, uuid)));
+  }
+  return rows.length;
+}
