@@ -1,7 +1,6 @@
-import { createServer } from "node:net";
 import request from "supertest";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { Reply } from "./support/fake-betatel.ts";
+import { aClosedPort, type Reply } from "./support/fake-betatel.ts";
 import { anOtp, messagesTo, tablesContaining } from "./support/message-tables.ts";
 import { aPhoneNumber, startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -203,12 +202,3 @@ describe("POST /v1/messages when Betatel cannot be reached", () => {
     }
   });
 });
-
-/** A loopback port nothing listens on (taken from the OS, then released). */
-async function aClosedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}

@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
+import { aClosedPort, type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
 import { aPhoneNumber, TEST_BETATEL } from "./support/test-app.ts";
 import { embedded } from "./support/test-database.ts";
 import { byRank, foldEvents, HISTORIES, type HistoryEvent, timestampsFor } from "./support/webhook.ts";
@@ -13,14 +12,6 @@ const MESSAGES = 500;
 const CLIENTS = 16;
 const ROOT = path.resolve(import.meta.dirname, "..");
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 interface Instance {
   url: string;
   child: ChildProcess;
@@ -29,7 +20,7 @@ interface Instance {
 
 /** A real service process (`tsx src/server.ts`) on the run's database, with Betatel pointing at the fake. */
 async function startInstance(betatel: FakeBetatel): Promise<Instance> {
-  const port = await freePort();
+  const port = await aClosedPort();
   const child = spawn(path.join(ROOT, "node_modules/.bin/tsx"), ["src/server.ts"], {
     cwd: ROOT,
     env: {

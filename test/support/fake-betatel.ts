@@ -111,3 +111,12 @@ export async function startFakeBetatel(): Promise<FakeBetatel> {
       }),
   };
 }
+
+/** A loopback port nothing listens on (taken from the OS, then released): a Betatel that refuses connections. */
+export async function aClosedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

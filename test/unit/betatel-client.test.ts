@@ -1,7 +1,7 @@
-import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { createBetatelClient } from "../../src/betatel/client.ts";
 import { BetatelError } from "../../src/betatel/errors.ts";
+import { aClosedPort } from "../support/fake-betatel.ts";
 
 const OPTIONS = { baseUrl: "https://betatel.test", apiKey: "k", accountId: "a", timeoutMs: 1000, retryDelayMs: 1 };
 const INPUT = { to: "38761444555", text: "Your code is 482910" };
@@ -229,11 +229,3 @@ describe("Betatel client: may the OTP have been sent?", () => {
     expect(error.mayHaveSent).toBe(mayHaveSent);
   });
 });
-
-async function aClosedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
