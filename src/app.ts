@@ -9,6 +9,7 @@ import { notFoundHandler, problemHandler } from "./http/problem.ts";
 import { securityHeaders, sendRateLimit } from "./http/security.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
 import { liveRouter, longPoll } from "./live/routes.ts";
+import type { InFlightSends } from "./messages/in-flight.ts";
 import { listMessagesRoute } from "./messages/list.ts";
 import { getMessage, messagesRouter } from "./messages/routes.ts";
 import { healthRouter } from "./ops/health.ts";
@@ -27,6 +28,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Live status fan-out (src/live); without one, an in-process notifier (changes made here only). */
   notifier?: MessageNotifier;
+  /** Sends in progress, which shutdown waits for (server.ts); untracked when absent. */
+  inFlightSends?: InFlightSends;
   /** SSE heartbeat period; tests shorten it. */
   heartbeatMs?: number;
 }
@@ -61,7 +64,13 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
 
-  const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
+  const messages = messagesRouter({
+    db,
+    betatel,
+    logger,
+    betatelTimeoutMs: config.BETATEL_TIMEOUT_MS,
+    inFlight: deps.inFlightSends,
+  });
   const v1 = Router();
   v1.use(requireApiKey(config.API_KEYS));
   v1.post("/messages", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));

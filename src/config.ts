@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { sendDeadlineMs } from "./messages/deadlines.ts";
 
 const optionalSecret = z
   .string()
@@ -48,6 +49,12 @@ const envSchema = z.object({
   RECONCILE_AFTER_MS: milliseconds(300_000),
   RECONCILE_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
   EXPIRE_AFTER_MS: milliseconds(86_400_000),
+  /** Expiry and the sweep of buffered statuses whose message exists; independent of the WDR poller. 0: off. */
+  SWEEP_INTERVAL_MS: milliseconds(60_000),
+  /** Buffered statuses of a uuid never stored this old are looked up in Betatel's WDR (by the poller). 0: never. */
+  ORPHAN_ADOPT_AFTER_MS: milliseconds(300_000),
+  /** Longest a graceful shutdown takes; it must cover a send in flight (checked below). */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1_000).max(600_000).default(35_000),
   // Operations (docs/ops.md): /metrics guard and the retention job.
   METRICS_TOKEN: optionalSecret,
   RETENTION_INTERVAL_MS: milliseconds(3_600_000),
@@ -98,6 +105,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);
     }
+  }
+  // A send accepted just before SIGTERM must be able to finish (Betatel, then storing it) within the grace.
+  const sendMs = sendDeadlineMs(rest.BETATEL_TIMEOUT_MS);
+  if (sendMs > rest.SHUTDOWN_GRACE_MS) {
+    throw new ConfigError(
+      `Invalid configuration: SHUTDOWN_GRACE_MS: a send can take up to ${sendMs} ms with BETATEL_TIMEOUT_MS=${rest.BETATEL_TIMEOUT_MS}; set SHUTDOWN_GRACE_MS to at least that (and the orchestrator's stop timeout above it) or lower BETATEL_TIMEOUT_MS`,
+    );
   }
   const betatel = apiKey && accountId ? { apiKey, accountId } : undefined;
   return Object.freeze({ ...rest, betatel, sandbox: !betatel });

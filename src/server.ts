@@ -10,9 +10,12 @@ import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
 import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
 import { createMessageNotifier } from "./live/notifier.ts";
+import { createInFlightSends } from "./messages/in-flight.ts";
+import { createMetrics } from "./ops/metrics.ts";
 import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
-import { createReconcileJob } from "./reconcile/job.ts";
+import { createReconcileJob, createSweepJob } from "./reconcile/job.ts";
+import { createOrphanAdoption } from "./reconcile/orphans.ts";
 import { createReconciler } from "./reconcile/reconciler.ts";
 import { settleStragglers } from "./webhooks/apply.ts";
 
@@ -69,6 +72,7 @@ if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to
 // Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
 const notifier = await createMessageNotifier(db, { logger });
 if (notifier.mode === "local") logger.info("live status: embedded database, changes are seen by this process only");
+const metrics = createMetrics({ pool: db.pool });
 const reconcileJob = createReconcileJob({
   reconciler: createReconciler({
     pool: db.pool,
@@ -78,7 +82,21 @@ const reconcileJob = createReconcileJob({
     afterMs: config.RECONCILE_AFTER_MS,
     expireAfterMs: config.EXPIRE_AFTER_MS,
     batchSize: config.RECONCILE_BATCH_SIZE,
+    onCheck: (result) => metrics.reconcileChecks.inc({ result }),
   }),
+  adoptOrphans: createOrphanAdoption({
+    db,
+    betatel,
+    logger,
+    notifier,
+    afterMs: config.ORPHAN_ADOPT_AFTER_MS,
+    batchSize: config.RECONCILE_BATCH_SIZE,
+    onAdopted: () => metrics.orphansAdopted.inc(),
+  }).runOnce,
+  logger,
+  intervalMs: config.RECONCILE_INTERVAL_MS,
+});
+const sweepJob = createSweepJob({
   expiry: createExpiry({
     pool: db.pool,
     logger,
@@ -88,10 +106,11 @@ const reconcileJob = createReconcileJob({
   }),
   settleStragglers: () => settleStragglers(db.pool),
   logger,
-  intervalMs: config.RECONCILE_INTERVAL_MS,
+  intervalMs: config.SWEEP_INTERVAL_MS,
 });
+const inFlightSends = createInFlightSends();
 
-const app = createApp({ config, db, betatel, logger, notifier });
+const app = createApp({ config, db, betatel, logger, notifier, metrics, inFlightSends });
 let stopRetention = async () => {};
 const server = createServer(HTTP_SERVER_OPTIONS, app);
 server.on("error", (error) => {
@@ -103,6 +122,7 @@ server.listen(config.PORT, () => {
   logger.info({ port }, "listening");
   if (stopping) return;
   reconcileJob.start();
+  sweepJob.start();
   stopRetention = startRetention({
     pool: db.pool,
     logger,
@@ -116,11 +136,14 @@ let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
-  logger.info({ signal }, "shutting down: finishing in-flight requests");
-  // Whatever is still running, connections still open after 25 s are cut.
-  const forced = setTimeout(() => server.closeAllConnections(), 25_000);
+  const graceMs = config.SHUTDOWN_GRACE_MS;
+  const deadline = Date.now() + graceMs;
+  const left = () => Math.max(deadline - Date.now(), 0);
+  logger.info({ signal, graceMs }, "shutting down: finishing in-flight requests");
+  // Whatever is still running, connections still open at the end of the grace are cut.
+  const forced = setTimeout(() => server.closeAllConnections(), graceMs);
   sandbox?.stop();
-  const jobsStopped = Promise.all([stopRetention(), reconcileJob.stop()]);
+  const jobsStopped = Promise.all([stopRetention(), reconcileJob.stop(), sweepJob.stop()]);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
   const sweep = setInterval(() => server.closeIdleConnections(), 100);
@@ -128,9 +151,16 @@ async function shutdown(signal: string) {
   try {
     // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
     await notifier.close();
-    await closed;
-    // At most 25 s more for a reconciler run in progress; claims it leaves unfinished expire with their lease.
-    await Promise.race([jobsStopped, sleep(25_000)]);
+    // Sends in flight finish (the grace covers one, see SHUTDOWN_GRACE_MS): an OTP Betatel accepted must be
+    // stored before the database closes. New sends are refused from here on.
+    const abandoned = await inFlightSends.drain(Math.max(left() - 500, 0));
+    if (abandoned.length > 0) {
+      exitCode = 1;
+      logger.error({ abandoned }, "shutdown abandoned sends still in flight: these OTPs may be out but untracked");
+    }
+    await Promise.race([closed, sleep(left())]);
+    // A reconciler run in progress gets what is left of the grace; claims it leaves unfinished expire with their lease.
+    await Promise.race([jobsStopped, sleep(left())]);
     await db.close();
     logger.info("stopped");
   } catch (error) {

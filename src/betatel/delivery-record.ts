@@ -16,6 +16,8 @@ export interface DeliveryRecord {
   deliveryTimestamp: string | number | null;
   deliveryTime: string | number | null;
   webhookDelivered: boolean | string | null;
+  /** A failure reason, when the record carries one (undocumented: `error` as the webhook gives it). */
+  error: unknown;
 }
 
 const text = z.string().max(255);
@@ -29,6 +31,7 @@ const recordSchema = z.object({
   delivery_timestamp: time,
   delivery_time: time,
   webhook_delivered: z.union([z.boolean(), text]).nullish(),
+  error: z.unknown().optional(),
 });
 
 /** Reads a WDR answer (the record itself, or wrapped in `data`); undefined when it is not one. */
@@ -47,6 +50,7 @@ export function parseDeliveryRecord(json: unknown): DeliveryRecord | undefined {
     deliveryTimestamp: r.delivery_timestamp ?? null,
     deliveryTime: r.delivery_time ?? null,
     webhookDelivered: r.webhook_delivered ?? null,
+    error: r.error ?? null,
   };
 }
 

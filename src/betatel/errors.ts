@@ -18,8 +18,8 @@ export class BetatelError extends Error {
   readonly reason?: string;
   readonly retryAfterMs?: number;
   /**
-   * Whether Betatel may have received the request and sent the OTP anyway: after a timeout, a 2xx we could
-   * not read, or a connection cut after the request left. Then nobody may send it again under the same key.
+   * Whether Betatel may have received the request and sent the OTP anyway: after a timeout, a 5xx, a 2xx we
+   * could not read, or a connection cut after the request left. Then nobody may send it again under the same key.
    */
   readonly mayHaveSent: boolean;
 
@@ -33,7 +33,10 @@ export class BetatelError extends Error {
     this.status = status;
     this.reason = details.reason;
     this.retryAfterMs = details.retryAfterMs;
+    // A 5xx (a gateway's 502/504 included) proves nothing: Betatel, or the service behind the gateway, may
+    // have sent the OTP before failing to answer.
     this.mayHaveSent =
-      mayHaveSent ?? (failure === "timeout" || (status !== undefined && status >= 200 && status < 300));
+      mayHaveSent ??
+      (failure === "timeout" || (status !== undefined && ((status >= 200 && status < 300) || status >= 500)));
   }
 }

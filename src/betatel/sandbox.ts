@@ -50,6 +50,7 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
       deliveryTimestamp: status === "delivered" ? timestamp : (known?.deliveryTimestamp ?? null),
       deliveryTime: null,
       webhookDelivered: false,
+      error: item.error ?? null,
     });
   }
 

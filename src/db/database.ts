@@ -41,8 +41,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   });
 }
 
+/** Longest wait for a pooled connection; deadlines that include database work are derived from it. */
+export const POOL_CONNECTION_TIMEOUT_MS = 5_000;
+
 function makePool(connectionString: string, max: number): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    connectionTimeoutMillis: POOL_CONNECTION_TIMEOUT_MS,
+    idleTimeoutMillis: 30_000,
+  });
   // An idle client whose server went away emits here; without a listener it would crash the process.
   pool.on("error", () => {});
   // A checked-out client (inside a transaction, between two queries) emits "error" on itself when the server

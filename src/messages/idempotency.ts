@@ -23,7 +23,9 @@ export type Claim = { kind: "claimed" } | { kind: "replay"; answer: StoredAnswer
 
 /**
  * Claims (scope, key) for this request, or returns the first request's answer. A concurrent twin waits for
- * the first to finish (it never calls Betatel itself). Same key, different body: 422.
+ * the first to finish, at most `waitMs` after the first claimed the key, and never calls Betatel itself: if
+ * the first freed the key (it failed without sending), the twin answers 409 and the caller's retry claims
+ * it. Same key, different body: 422.
  */
 export async function claimIdempotencyKey(
   db: Database,
@@ -32,14 +34,20 @@ export async function claimIdempotencyKey(
   fingerprint: string,
   waitMs: number,
 ): Promise<Claim> {
+  let waited = false;
   for (;;) {
-    const { count } = await db.prisma.idempotencyKey.createMany({
-      data: [{ scope, key, requestHash: fingerprint }],
-      skipDuplicates: true,
-    });
-    if (count === 1) return { kind: "claimed" };
+    if (!waited) {
+      const { count } = await db.prisma.idempotencyKey.createMany({
+        data: [{ scope, key, requestHash: fingerprint }],
+        skipDuplicates: true,
+      });
+      if (count === 1) return { kind: "claimed" };
+    }
     const existing = await db.prisma.idempotencyKey.findUnique({ where: { scope_key: { scope, key } } });
-    if (!existing) continue; // released between our insert and read: try to claim it again
+    if (!existing) {
+      if (waited) throw firstRequestFailed();
+      continue; // released between our insert and read: try to claim it again
+    }
     if (Date.now() - existing.createdAt.getTime() > IDEMPOTENCY_TTL_MS) {
       await db.prisma.idempotencyKey.deleteMany({ where: { scope, key, createdAt: existing.createdAt } });
       continue;
@@ -68,9 +76,20 @@ export async function claimIdempotencyKey(
         { "Retry-After": "1" },
       );
     }
+    waited = true;
     await sleep(50);
   }
 }
+
+const firstRequestFailed = () =>
+  new AppError(
+    409,
+    "idempotency_key_in_progress",
+    "Request in progress",
+    "The first request with this Idempotency-Key failed without sending; retry it with the same key.",
+    {},
+    { "Retry-After": "1" },
+  );
 
 export async function saveIdempotentAnswer(
   db: Database,

@@ -1,4 +1,4 @@
-import type { Database } from "../db/database.ts";
+import { type Database, POOL_CONNECTION_TIMEOUT_MS } from "../db/database.ts";
 import type { RunSql } from "../db/sql.ts";
 import type { Message, MessageEvent } from "../generated/prisma/client.ts";
 import { lockMessageUuid, settleBuffered } from "../webhooks/apply.ts";
@@ -7,7 +7,12 @@ import type { EventView, MessageSummary, MessageView } from "./schemas.ts";
 export interface NewMessage {
   uuid: string;
   to: string;
-  textLength: number;
+  /** The OTP's length; null when not known (a message adopted from Betatel's delivery record). */
+  textLength: number | null;
+  /** Who recorded it: `api` (we sent it) or `reconcile` (adopted from Betatel's delivery record). */
+  source?: "api" | "reconcile";
+  /** The row's creation time; defaults to now. An adopted message is dated when Betatel sent it. */
+  createdAt?: Date;
   /**
    * When we asked Betatel: the PENDING event's `occurredAt`. Betatel's own statuses can only be later, even
    * when they reach the webhook before this row is written. Defaults to the row's creation time.
@@ -15,22 +20,28 @@ export interface NewMessage {
   requestedAt?: Date;
 }
 
-// Betatel has already sent this OTP: wait for a pooled connection under load rather than give up after
-// Prisma's default 2 s and leave it untracked.
-const TRACKING_TRANSACTION = { maxWait: 10_000, timeout: 15_000 };
+/**
+ * Prisma's transaction limits for a write that must end within `withinMs`: the wait for a pooled connection
+ * (never more than the pool's own wait) and the whole transaction (Prisma's default 2 s wait would give up
+ * on a busy pool that the pool itself would still serve).
+ */
+function transactionLimits(withinMs: number) {
+  const maxWait = Math.max(Math.min(POOL_CONNECTION_TIMEOUT_MS, withinMs / 2), 500);
+  return { maxWait, timeout: Math.max(withinMs - maxWait, 1_000) };
+}
 
 /**
  * Stores a message Betatel accepted, with its PENDING event, and applies any statuses that arrived before
  * it (buffered), all in one transaction. Returns the created row; if the uuid is already stored (Betatel
  * answered the same uuid twice), returns the existing row unchanged.
  */
-export async function createMessage(db: Database, message: NewMessage): Promise<MessageSummary> {
+export async function createMessage(db: Database, message: NewMessage, withinMs = 15_000): Promise<MessageSummary> {
   const row = await db.prisma.$transaction(async (tx) => {
     const sql: RunSql = (text, values = []) => tx.$queryRawUnsafe(text, ...values);
     // The uuid's lock first, before any insert: a webhook batch that holds it may be inserting this uuid's
     // events, and waiting for the lock while holding our own inserts would be a deadlock.
     await lockMessageUuid(sql, message.uuid);
-    const { requestedAt, ...row } = message;
+    const { requestedAt, source = "api", ...row } = message;
     const created = await tx.message.createManyAndReturn({ data: [row], skipDuplicates: true });
     const first = created[0];
     if (!first) return tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
@@ -38,15 +49,16 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
     // It occurred when we asked Betatel (a SENT reported before our insert must not sort before it).
     await tx.$executeRawUnsafe(
       `INSERT INTO message_events (uuid, status, outcome, occurred_at, received_at, source)
-       VALUES ($1, 'PENDING', 'applied', $2, $3, 'api')
+       VALUES ($1, 'PENDING', 'applied', $2, $3, $4)
        ON CONFLICT (uuid, status) DO UPDATE SET outcome = 'applied'`,
       message.uuid,
       requestedAt && requestedAt < first.createdAt ? requestedAt : first.createdAt,
-      first.createdAt,
+      source === "api" ? first.createdAt : new Date(),
+      source,
     );
     const settled = await settleBuffered(sql, message.uuid);
     return settled.size > 0 ? tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } }) : first;
-  }, TRACKING_TRANSACTION);
+  }, transactionLimits(withinMs));
   return toSummary(row);
 }
 

@@ -1,9 +1,11 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
+import { claimedSendMs, STORE_BUDGET_MS } from "./deadlines.ts";
 import {
   claimIdempotencyKey,
   releaseIdempotencyKey,
@@ -11,8 +13,9 @@ import {
   type StoredAnswer,
   saveIdempotentAnswer,
 } from "./idempotency.ts";
+import type { InFlightSends, SendInFlight } from "./in-flight.ts";
 import { maskPhone } from "./phone.ts";
-import { createMessage } from "./repository.ts";
+import { createMessage, type NewMessage } from "./repository.ts";
 import type { SendMessageBody } from "./schemas.ts";
 
 export interface SendDeps {
@@ -20,6 +23,8 @@ export interface SendDeps {
   betatel: Betatel;
   logger: Logger;
   betatelTimeoutMs: number;
+  /** Sends in progress, which shutdown waits for; none tracked when absent. */
+  inFlight?: InFlightSends;
 }
 
 export interface SendRequest {
@@ -49,19 +54,46 @@ function toAnswer(error: AppError): StoredAnswer {
 }
 
 /**
+ * Stores a message Betatel accepted, retrying brief failures (a reset connection, a full pool) until
+ * `STORE_BUDGET_MS` is spent: the OTP is out, and each try is safe (the uuid is stored at most once).
+ */
+async function storeSentMessage(deps: SendDeps, message: NewMessage) {
+  const deadline = Date.now() + STORE_BUDGET_MS;
+  for (let attempt = 1; ; attempt++) {
+    const remaining = deadline - Date.now();
+    try {
+      return await createMessage(deps.db, message, remaining);
+    } catch (error) {
+      const pause = Math.min(100 * 2 ** (attempt - 1), 1_000);
+      if (deadline - Date.now() < pause + 500) throw error;
+      deps.logger.warn({ err: error, uuid: message.uuid, attempt }, "storing a sent otp failed; retrying");
+      await sleep(pause);
+    }
+  }
+}
+
+/**
  * Sends one OTP: claim the idempotency key (or replay its answer), call Betatel, store the message as
  * PENDING. The database is touched before Betatel, so with the database down nothing is sent (503).
  */
 export async function sendMessage(deps: SendDeps, request: SendRequest): Promise<StoredAnswer> {
+  const entry: SendInFlight = {
+    to: maskPhone(request.body.to),
+    idempotencyKey: request.idempotencyKey,
+    startedAt: new Date(),
+  };
+  return deps.inFlight ? deps.inFlight.run(entry, () => send(deps, request, entry)) : send(deps, request, entry);
+}
+
+async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): Promise<StoredAnswer> {
   const { db, betatel, logger } = deps;
   const { idempotencyKey: key, apiKeyId: scope } = request;
 
   if (key) {
     const fingerprint = requestFingerprint(request.body, request.apiKey);
-    // A twin waits at most as long as the first request can take: Betatel's deadline, then up to 10 s for a
-    // connection to store the message (createMessage), and a margin.
+    // A twin waits as long as the first request can really take once claimed (see `claimedSendMs`).
     const claim = await withStorage(() =>
-      claimIdempotencyKey(db, scope, key, fingerprint, deps.betatelTimeoutMs + 15_000),
+      claimIdempotencyKey(db, scope, key, fingerprint, claimedSendMs(deps.betatelTimeoutMs)),
     );
     if (claim.kind === "replay") return claim.answer;
   } else {
@@ -80,8 +112,9 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
     );
     const problem = providerProblem(error);
     if (key) {
-      // After a timeout, an unreadable 2xx or a cut connection the OTP may have gone out: keep the answer so a
-      // retry cannot send a second one. Any other failure sent nothing: free the key for a retry.
+      // After a timeout, a 5xx, an unreadable 2xx or a cut connection the OTP may have gone out: keep the
+      // answer so neither a retry nor a waiting twin can send a second one. Any other failure (Betatel refused
+      // the request, or was never reached) sent nothing: free the key for a retry.
       await (error.mayHaveSent
         ? saveIdempotentAnswer(db, scope, key, toAnswer(problem))
         : releaseIdempotencyKey(db, scope, key)
@@ -90,9 +123,10 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
     throw problem;
   }
 
+  entry.uuid = sent.uuid;
   let message: Awaited<ReturnType<typeof createMessage>>;
   try {
-    message = await createMessage(db, {
+    message = await storeSentMessage(deps, {
       uuid: sent.uuid,
       to: request.body.to,
       textLength: [...request.body.text].length,

@@ -19,6 +19,10 @@ export interface Metrics {
   webhookEvents: Counter<"outcome" | "status">;
   betatelCalls: Counter<"result">;
   betatelDuration: Histogram<"result">;
+  /** The reconciler's delivery-record checks, by result (`error`: the record could not be had). */
+  reconcileChecks: Counter<"result">;
+  /** Messages created from Betatel's delivery record for statuses that had no message row. */
+  orphansAdopted: Counter;
   /** Express middleware timing every request, labelled by its route pattern. */
   httpMiddleware: RequestHandler;
   /** The webhook router's `onApplied` hook. */
@@ -63,6 +67,17 @@ export function createMetrics(options: MetricsOptions): Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
+  const reconcileChecks = new Counter({
+    name: "otp_reconcile_checks_total",
+    help: "Delivery-record checks of unresolved messages, by result (applied, unchanged, not_found, unknown_status, error).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  const orphansAdopted = new Counter({
+    name: "otp_orphans_adopted_total",
+    help: "Messages created from Betatel's delivery record because statuses arrived for a uuid never stored.",
+    registers: [registry],
+  });
   registerMessagesByStatus(registry, options);
 
   return {
@@ -72,6 +87,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
     webhookEvents,
     betatelCalls,
     betatelDuration,
+    reconcileChecks,
+    orphansAdopted,
     httpMiddleware: (req, res, next) => {
       const stop = httpDuration.startTimer();
       const route = captureRoutePattern(req);

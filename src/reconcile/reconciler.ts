@@ -5,7 +5,7 @@ import { toDate, toStatus } from "../betatel/delivery-record.ts";
 import { BetatelError } from "../betatel/errors.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
 import type { Status } from "../messages/status.ts";
-import { applyStatusEvents, type StatusEvent } from "../webhooks/apply.ts";
+import { applyStatusEvents, errorReason, type StatusEvent } from "../webhooks/apply.ts";
 
 export interface ReconcilerOptions {
   pool: pg.Pool;
@@ -25,8 +25,12 @@ export interface ReconcilerOptions {
   leaseMs?: number;
   /** Longest wait between two checks of one message. */
   maxCheckIntervalMs?: number;
+  /** Counts each message's check by result (`otp_reconcile_checks_total`). */
+  onCheck?: (result: CheckResult) => void;
   now?: () => Date;
 }
+
+export type CheckResult = "applied" | "unchanged" | "not_found" | "unknown_status" | "error";
 
 export interface ReconcileSummary {
   claimed: number;
@@ -35,8 +39,9 @@ export interface ReconcileSummary {
   unchanged: number;
   notFound: number;
   unknownStatus: number;
+  /** Records that could not be had (unreadable, 5xx, timeout): each costs only its own message. */
   errors: number;
-  /** Set when Betatel said "not now" (429, 5xx, timeout, unreachable, refused credentials): the run stopped. */
+  /** Set when Betatel said "not now" (429, timeout, unreachable, refused credentials, or several 5xx in a row): the run stopped. */
   backoff?: { reason: string; retryAfterMs?: number };
 }
 
@@ -49,7 +54,8 @@ interface Claimed {
  * Claims due messages: unresolved, older than `afterMs` (and younger than the expiry age), not claimed or
  * scheduled for later. SKIP LOCKED passes over rows another instance is claiming at this moment, and the new
  * `next_check_at` keeps them away from everyone until then; the next check of a message that stays
- * unresolved is spaced out exponentially (RECONCILE_AFTER_MS, twice that, ... at most maxCheckIntervalMs).
+ * unresolved is spaced out exponentially (RECONCILE_AFTER_MS, twice that, ... at most maxCheckIntervalMs),
+ * by the attempts so far: checks and failed checks alike, so a record that keeps failing is asked less often.
  */
 const CLAIM_DUE = `WITH due AS (
   SELECT uuid FROM messages
@@ -62,12 +68,16 @@ const CLAIM_DUE = `WITH due AS (
   FOR UPDATE SKIP LOCKED
 )
 UPDATE messages m SET
-  check_count = m.check_count + 1,
-  last_checked_at = $1,
   next_check_at = $1::timestamptz + make_interval(secs => GREATEST($5::float8,
-    LEAST($7::float8, $6::float8 * power(2, LEAST(m.check_count, 16)))) / 1000)
+    LEAST($7::float8, $6::float8 * power(2, LEAST(m.check_count + m.check_failures, 16)))) / 1000)
 FROM due WHERE m.uuid = due.uuid
 RETURNING m.uuid, m.status`;
+
+/** A record was read: one real check. */
+const CHECKED = `UPDATE messages SET check_count = check_count + 1, last_checked_at = $2 WHERE uuid = ANY($1::text[])`;
+
+/** The record could not be had: the message keeps the claim's `next_check_at`, and the next one is later still. */
+const CHECK_FAILED = `UPDATE messages SET check_failures = check_failures + 1 WHERE uuid = ANY($1::text[])`;
 
 /** Hands claimed messages back (Betatel could not be asked): due again at the next run. */
 const RELEASE = `UPDATE messages SET next_check_at = NULL
@@ -87,28 +97,56 @@ function payloadOf(record: DeliveryRecord) {
   };
 }
 
-function eventFor(uuid: string, status: Status, record: DeliveryRecord): StatusEvent {
-  const occurredAt =
-    status === "SENT" ? toDate(record.timestamp) : status === "DELIVERED" ? toDate(record.deliveryTimestamp) : null;
-  return {
+/** The statuses a record implies, oldest first: a message read was also sent and delivered. */
+const IMPLIED: Partial<Record<Status, Status[]>> = {
+  SENT: ["SENT"],
+  DELIVERED: ["SENT", "DELIVERED"],
+  READ: ["SENT", "DELIVERED", "READ"],
+};
+
+/**
+ * The events a record stands for, through the state machine like webhooks (source `reconcile`): the status
+ * it names, and the earlier ones it implies with the record's own times (`timestamp` sent,
+ * `delivery_timestamp` delivered), so a record that says `read` also back-fills SENT and DELIVERED. A
+ * failed record carries its reason (Betatel's, or a plain one when it gives none).
+ */
+export function eventsFor(uuid: string, status: Status, record: DeliveryRecord): StatusEvent[] {
+  const reason = status === "FAILED" ? failureReason(record) : { code: null, message: null };
+  return (IMPLIED[status] ?? [status]).map((each) => ({
     uuid,
-    status,
-    occurredAt,
+    status: each,
+    occurredAt:
+      each === "SENT" ? toDate(record.timestamp) : each === "DELIVERED" ? toDate(record.deliveryTimestamp) : null,
     source: "reconcile",
-    payload: { wdr: payloadOf(record) },
-    errorCode: null,
-    errorMessage: null,
+    payload: { wdr: { ...payloadOf(record), ...(status === "FAILED" ? { error: reason } : {}) } },
+    errorCode: each === "FAILED" ? reason.code : null,
+    errorMessage: each === "FAILED" ? reason.message : null,
     wamId: record.wamId,
-  };
+  }));
 }
 
-/** Whether a Betatel failure means "stop asking for now" rather than "this one message is odd". */
-function backoffReason(error: BetatelError): string | undefined {
-  if (error.status === 429) return "rate_limited";
-  if (error.failure === "auth_failed") return "auth_failed";
-  if (error.failure === "timeout" || error.failure === "unavailable") return error.failure;
+function failureReason(record: DeliveryRecord): { code: string | null; message: string | null } {
+  const given = errorReason(record.error);
+  if (given.code || given.message) return given;
+  return { code: "wdr_failed", message: `Betatel's delivery record says ${String(record.status).slice(0, 50)}` };
+}
+
+/**
+ * Whether a Betatel failure means "stop asking for now" rather than "this one record is bad". A 5xx or an
+ * unreadable record is about one record (it must not hold up the rest); no answer at all, a 429 or refused
+ * credentials are about Betatel. `ownFault`: the message itself is backed off too (a timeout may be its
+ * record being slow); a 429 or refused credentials say nothing about the message.
+ */
+function backoffReason(error: BetatelError): { reason: string; ownFault: boolean } | undefined {
+  if (error.status === 429) return { reason: "rate_limited", ownFault: false };
+  if (error.failure === "auth_failed") return { reason: "auth_failed", ownFault: false };
+  if (error.failure === "timeout") return { reason: "timeout", ownFault: true };
+  if (error.failure === "unavailable" && error.status === undefined) return { reason: "unavailable", ownFault: true };
   return undefined;
 }
+
+/** Bad records in a row after which Betatel itself looks down: the run stops and the job backs off. */
+const MAX_ERRORS_IN_A_ROW = 3;
 
 /**
  * Asks Betatel's WDR about messages whose webhooks seem lost and applies what it says through the state
@@ -145,10 +183,15 @@ export function createReconciler(options: ReconcilerOptions) {
       unknownStatus: 0,
       errors: 0,
     };
-    const claimed = await claim(now());
+    const at = now();
+    const claimed = await claim(at);
     summary.claimed = claimed.length;
     const events: StatusEvent[] = [];
+    const read: string[] = [];
+    const failed: string[] = [];
     let handedBack: string[] = [];
+    let errorsInARow = 0;
+    const count = (result: CheckResult) => options.onCheck?.(result);
 
     for (const [index, message] of claimed.entries()) {
       if (Date.now() - startedAt > leaseMs / 2) {
@@ -160,29 +203,57 @@ export function createReconciler(options: ReconcilerOptions) {
         record = await options.betatel.getDeliveryRecord(message.uuid);
       } catch (error) {
         if (!(error instanceof BetatelError)) throw error;
-        const reason = backoffReason(error);
-        if (reason) {
-          summary.backoff = { reason, retryAfterMs: error.retryAfterMs };
+        const stop = backoffReason(error);
+        if (stop && !stop.ownFault) {
+          summary.backoff = { reason: stop.reason, retryAfterMs: error.retryAfterMs };
           handedBack = claimed.slice(index).map((m) => m.uuid);
           break;
         }
+        // This record costs only its own message: it keeps its claim's next check, later each time.
         summary.errors++;
+        failed.push(message.uuid);
+        count("error");
+        options.logger.warn(
+          { uuid: message.uuid, failure: error.failure, betatelStatus: error.status },
+          "delivery record unavailable",
+        );
+        errorsInARow++;
+        if (stop || errorsInARow >= MAX_ERRORS_IN_A_ROW) {
+          summary.backoff = { reason: stop?.reason ?? "unavailable", retryAfterMs: error.retryAfterMs };
+          handedBack = claimed.slice(index + 1).map((m) => m.uuid);
+          break;
+        }
         continue;
       }
+      errorsInARow = 0;
       summary.checked++;
+      read.push(message.uuid);
       const status = record && toStatus(record.status);
-      if (!record) summary.notFound++;
-      else if (!status) summary.unknownStatus++;
-      else if (status === message.status) summary.unchanged++;
-      else events.push(eventFor(message.uuid, status, record));
+      if (!record) {
+        summary.notFound++;
+        count("not_found");
+      } else if (!status) {
+        summary.unknownStatus++;
+        count("unknown_status");
+      } else events.push(...eventsFor(message.uuid, status, record));
     }
 
+    if (read.length > 0) await options.pool.query(CHECKED, [read, at]);
+    if (failed.length > 0) await options.pool.query(CHECK_FAILED, [failed]);
     if (handedBack.length > 0) await options.pool.query(RELEASE, [handedBack]);
     if (events.length > 0) {
       const outcomes = await applyStatusEvents(options.pool, events);
-      summary.applied = outcomes.filter((outcome) => outcome === "applied").length;
-      summary.unchanged += outcomes.length - summary.applied;
-      options.notifier?.published(events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid));
+      // Every row an event changed (a status moved, or a back-filled time): its watchers are told.
+      const changed = new Set(
+        events.filter((_, i) => outcomes[i] === "applied" || outcomes[i] === "stale").map((e) => e.uuid),
+      );
+      const moved = new Set(events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid));
+      for (const uuid of new Set(events.map((e) => e.uuid))) {
+        const result = moved.has(uuid) ? "applied" : "unchanged";
+        summary[result]++;
+        count(result);
+      }
+      options.notifier?.published([...changed]);
     }
 
     const level = summary.claimed > 0 || summary.backoff ? "info" : "debug";

@@ -1,0 +1,133 @@
+import type { Logger } from "pino";
+import type { Betatel, DeliveryRecord } from "../betatel/client.ts";
+import { toDate, toStatus } from "../betatel/delivery-record.ts";
+import { BetatelError } from "../betatel/errors.ts";
+import type { Database } from "../db/database.ts";
+import type { MessageNotifier } from "../live/notifier.ts";
+import { maskPhone } from "../messages/phone.ts";
+import { createMessage } from "../messages/repository.ts";
+import { applyStatusEvents } from "../webhooks/apply.ts";
+import { eventsFor } from "./reconciler.ts";
+
+export interface OrphanAdoptionOptions {
+  db: Database;
+  betatel: Betatel;
+  logger: Logger;
+  notifier?: MessageNotifier;
+  /** Age of a uuid's oldest buffered status after which Betatel is asked about it (ORPHAN_ADOPT_AFTER_MS); 0: never. */
+  afterMs: number;
+  /** Uuids asked about per run. */
+  batchSize: number;
+  /** Longest wait before asking Betatel again about a uuid it did not know. */
+  maxRecheckMs?: number;
+  /** Counts each adopted message (`otp_orphans_adopted_total`). */
+  onAdopted?: () => void;
+  now?: () => Date;
+}
+
+/**
+ * Claims uuids that have buffered statuses but no message row, whose oldest status is older than `afterMs`,
+ * and that are not scheduled for later. The claim is the schedule: `next_check_at` moves ahead (doubling
+ * with each ask, at most `$5`), so another instance, or the next run after a 404, leaves them alone.
+ */
+const CLAIM_ORPHANS = `WITH due AS (
+  SELECT e.uuid FROM message_events e
+  WHERE e.outcome = 'buffered'
+    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)
+    AND NOT EXISTS (SELECT 1 FROM orphan_checks o WHERE o.uuid = e.uuid AND o.next_check_at > $1)
+  GROUP BY e.uuid
+  HAVING min(e.received_at) <= $2
+  ORDER BY min(e.received_at)
+  LIMIT $3
+)
+INSERT INTO orphan_checks AS o (uuid, attempts, last_checked_at, next_check_at)
+SELECT uuid, 1, $1, $1::timestamptz + make_interval(secs => $4::float8 / 1000) FROM due
+ON CONFLICT (uuid) DO UPDATE SET
+  attempts = o.attempts + 1,
+  last_checked_at = $1,
+  next_check_at = $1::timestamptz + make_interval(secs => LEAST($5::float8, $4::float8 * power(2, LEAST(o.attempts, 16))) / 1000)
+WHERE o.next_check_at <= $1
+RETURNING o.uuid`;
+
+/** Schedules of uuids that no longer have buffered statuses (adopted, or cleaned up by retention). */
+const FORGET_SETTLED = `DELETE FROM orphan_checks o WHERE NOT EXISTS (
+  SELECT 1 FROM message_events e WHERE e.uuid = o.uuid AND e.outcome = 'buffered')`;
+
+/**
+ * Orphan adoption: statuses that wait for a message row which never came (Betatel sent the OTP but we could
+ * not store it). Betatel's delivery record is asked for each such uuid; if Betatel knows it, the message row
+ * is created from the record (number, send time; source `reconcile`, OTP length unknown), its buffered
+ * statuses are settled and the record's own status applied. A uuid Betatel does not know is left to
+ * retention and asked about again later, less often each time.
+ */
+export function createOrphanAdoption(options: OrphanAdoptionOptions) {
+  const now = options.now ?? (() => new Date());
+  const maxRecheckMs = options.maxRecheckMs ?? 6 * 60 * 60_000;
+  const recheckMs = Math.max(options.afterMs, 60_000);
+
+  async function adopt(uuid: string, record: DeliveryRecord): Promise<void> {
+    const to = (record.to ?? "").replace(/\D/g, "").slice(0, 32);
+    const sentAt = toDate(record.timestamp) ?? undefined;
+    // Creating the row settles the buffered statuses in the same transaction, as for a message we sent.
+    await createMessage(options.db, {
+      uuid,
+      to,
+      textLength: null,
+      source: "reconcile",
+      createdAt: sentAt,
+      requestedAt: sentAt,
+    });
+    const status = toStatus(record.status);
+    if (status) await applyStatusEvents(options.db.pool, eventsFor(uuid, status, record));
+    options.notifier?.published([uuid]);
+    options.onAdopted?.();
+    options.logger.warn(
+      { uuid, to: maskPhone(to), status: record.status },
+      "adopted a message known only from its buffered statuses",
+    );
+  }
+
+  /** One pass; `backoff` set when Betatel said "not now" (the rest waits for its schedule). */
+  async function runOnce(): Promise<{ claimed: number; adopted: number; unknown: number; backoff?: string }> {
+    const summary = { claimed: 0, adopted: 0, unknown: 0 } as {
+      claimed: number;
+      adopted: number;
+      unknown: number;
+      backoff?: string;
+    };
+    if (options.afterMs <= 0) return summary;
+    const at = now();
+    await options.db.pool.query(FORGET_SETTLED);
+    const { rows } = await options.db.pool.query<{ uuid: string }>(CLAIM_ORPHANS, [
+      at,
+      new Date(at.getTime() - options.afterMs),
+      options.batchSize,
+      recheckMs,
+      maxRecheckMs,
+    ]);
+    summary.claimed = rows.length;
+    for (const { uuid } of rows) {
+      let record: DeliveryRecord | null;
+      try {
+        record = await options.betatel.getDeliveryRecord(uuid);
+      } catch (error) {
+        if (!(error instanceof BetatelError)) throw error;
+        // Betatel's trouble, not this uuid's: stop here; every claimed uuid is asked again on its schedule.
+        summary.backoff = error.failure;
+        break;
+      }
+      if (!record) {
+        summary.unknown++;
+        continue;
+      }
+      await adopt(uuid, record);
+      summary.adopted++;
+    }
+    if (summary.claimed > 0) options.logger.info({ orphans: summary }, "orphan adoption run");
+    return summary;
+  }
+
+  return { runOnce };
+}
+
+export type OrphanAdoption = ReturnType<typeof createOrphanAdoption>;
