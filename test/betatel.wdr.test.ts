@@ -40,6 +40,7 @@ describe("Betatel client getDeliveryRecord", () => {
       deliveryTimestamp: "2026-11-27T10:00:03.000Z",
       deliveryTime: 3,
       webhookDelivered: false,
+      error: null,
     });
     expect(JSON.stringify(record)).not.toContain("482910");
   });

@@ -94,18 +94,57 @@ describe("POST /v1/messages with Idempotency-Key", () => {
     }
   });
 
-  it("when Betatel failed with a 5xx, then the key is released and a retry with it calls Betatel again", async () => {
+  it.each([502, 503, 504])(
+    "when Betatel answered %i (it may have sent the OTP), then a retry with the key replays the 502 and does not call Betatel",
+    async (status) => {
+      const key = aKey();
+      const body = { to: aPhoneNumber(), text: "666666" };
+      t.betatel.reply({ status, body: "Bad Gateway" });
+
+      const failed = await send(key, body);
+      const retried = await send(key, body);
+
+      expect(failed.status).toBe(502);
+      expect(failed.body.code).toBe("provider_unavailable");
+      expect(retried.status).toBe(502);
+      expect(retried.body).toEqual(failed.body);
+      expect(t.betatel.requests).toHaveLength(1);
+    },
+  );
+
+  it("when two identical requests arrive together and Betatel answers 502, then Betatel is called once and both get the same 502", async () => {
     const key = aKey();
-    const body = { to: aPhoneNumber(), text: "666666" };
-    t.betatel.reply({ status: 503, body: "maintenance" });
+    const body = { to: aPhoneNumber(), text: "Your code is 676767" };
+    t.betatel.reply({ status: 502, body: "Bad Gateway", delayMs: 300 });
 
-    const failed = await send(key, body);
+    const answers = await Promise.all([send(key, body), send(key, body)]);
+
+    expect(answers.map((res) => res.status)).toEqual([502, 502]);
+    expect(answers[1]?.body).toEqual(answers[0]?.body);
+    expect(answers[0]?.body.code).toBe("provider_unavailable");
+    expect(t.betatel.requests).toHaveLength(1);
+    expect(await messagesTo(t.db, body.to)).toBe(0);
+  });
+
+  it("when Betatel rejected the first of two identical requests (nothing sent), then the waiting twin does not call Betatel; a later retry does", async () => {
+    const key = aKey();
+    const body = { to: aPhoneNumber(), text: "Your code is 686868" };
+    t.betatel.reply({ status: 400, body: { message: "try later" }, delayMs: 300 });
+
+    const [first, twin] = await Promise.all([
+      send(key, body),
+      new Promise((resolve) => setTimeout(resolve, 50)).then(() => send(key, body)),
+    ]);
+
+    expect(first.status).toBe(422);
+    expect(twin.status).toBe(409);
+    expect(twin.body.code).toBe("idempotency_key_in_progress");
+    expect(twin.headers["retry-after"]).toBeDefined();
+    expect(t.betatel.requests).toHaveLength(1);
+
     const retried = await send(key, body);
-
-    expect(failed.status).toBe(502);
     expect(retried.status).toBe(201);
     expect(t.betatel.requests).toHaveLength(2);
-    expect(await messagesTo(t.db, body.to)).toBe(1);
   });
 
   it("when Betatel timed out, then a retry with the key replays the 504 and does not call Betatel (the OTP may be out)", async () => {

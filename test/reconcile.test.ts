@@ -188,10 +188,46 @@ describe("reconciler", () => {
     }
   });
 
-  it("when Betatel answers 5xx, then the job backs off exponentially instead of asking every interval", async () => {
+  it("when the oldest due message's record is a 5xx or unreadable, then only that message is backed off and the others are still checked", async () => {
     const now = anAncientClock(1980, 15);
-    const uuid = await aLostMessage(now);
-    serveWdr(t.betatel, (id) => (id === uuid ? { status: 503, body: { message: "down" } } : undefined));
+    const failing = await aLostMessage(now, 5 * HOUR);
+    const unreadable = await aLostMessage(now, 4 * HOUR);
+    const fine = await aLostMessage(now, 3 * HOUR);
+    serveWdr(t.betatel, (id) => {
+      if (id === failing) return { status: 500, body: { message: "internal error" } };
+      if (id === unreadable) return { status: 200, body: "<html>oops</html>" };
+      if (id === fine) return { status: 200, body: aDeliveryRecord(id) };
+      return undefined;
+    });
+    const results: string[] = [];
+    const { reconciler, logs } = reconcilerAt(now, { onCheck: (result) => results.push(result) });
+
+    const summary = await reconciler.runOnce();
+
+    expect(summary).toMatchObject({ claimed: 3, checked: 1, errors: 2, applied: 1 });
+    expect(summary.backoff).toBeUndefined();
+    expect(results.sort()).toEqual(["applied", "error", "error"]);
+    expect(logs.text).toContain("delivery record unavailable");
+    expect((await readMessage(fine)).status).toBe("DELIVERED");
+    // A failed check is not a check, but it does schedule the message for later, on its own.
+    for (const uuid of [failing, unreadable]) {
+      const bookkeeping = await checkBookkeeping(t.db, uuid);
+      expect(bookkeeping.check_count).toBe(0);
+      expect(bookkeeping.last_checked_at).toBeNull();
+      expect(bookkeeping.next_check_at?.getTime()).toBeGreaterThan(now.getTime());
+    }
+    expect((await checkBookkeeping(t.db, fine)).check_count).toBe(1);
+    expect((await reconcilerAt(now).reconciler.runOnce()).claimed).toBe(0);
+    // Later, the bad ones are asked again.
+    expect((await reconcilerAt(new Date(now.getTime() + 3 * HOUR)).reconciler.runOnce()).claimed).toBe(2);
+    expect(wdrRequestsPerUuid(t.betatel, [failing, unreadable, fine])).toEqual([2, 2, 1]);
+  });
+
+  it("when Betatel answers 5xx for every record, then each is asked once, the run stops after three in a row and the job backs off", async () => {
+    const now = anAncientClock(1980, 15);
+    const uuids: string[] = [];
+    for (let i = 0; i < 6; i++) uuids.push(await aLostMessage(now, (10 - i) * HOUR));
+    serveWdr(t.betatel, (id) => (uuids.includes(id) ? { status: 503, body: { message: "down" } } : undefined));
     const { reconciler, logs } = reconcilerAt(now);
     const job = createReconcileJob({ reconciler, logger: createLogger("info", logs), intervalMs: 20 });
 
@@ -199,12 +235,60 @@ describe("reconciler", () => {
     await sleep(700);
     await job.stop();
 
-    // Every 20 ms would be ~35 requests; doubling waits (40, 80, 160, 320 ms) allow about 5.
-    const [requests] = wdrRequestsPerUuid(t.betatel, [uuid]);
-    expect(requests).toBeGreaterThanOrEqual(2);
-    expect(requests).toBeLessThanOrEqual(6);
+    // Never the same failing record again and again at the head of the queue.
+    expect(wdrRequestsPerUuid(t.betatel, uuids)).toEqual(uuids.map(() => 1));
     expect(logs.text).toContain("reconciler backing off");
-    expect((await readMessage(uuid)).status).toBe("PENDING");
+    for (const uuid of uuids) expect((await readMessage(uuid)).status).toBe("PENDING");
+  });
+
+  it("when the record says read, then SENT and DELIVERED are back-filled from its times as well", async () => {
+    const now = anAncientClock(1980, 15);
+    const uuid = await aLostMessage(now);
+    serveWdr(t.betatel, (id) =>
+      id === uuid ? { status: 200, body: aDeliveryRecord(id, { status: "read" }) } : undefined,
+    );
+
+    const summary = await reconcilerAt(now).reconciler.runOnce();
+
+    expect(summary).toMatchObject({ checked: 1, applied: 1 });
+    const message = await readMessage(uuid);
+    expect(message).toMatchObject({
+      status: "READ",
+      sentAt: "2026-11-27T10:00:00.000Z",
+      deliveredAt: "2026-11-27T10:00:03.000Z",
+      readAt: expect.any(String),
+    });
+    const reconciled = message.events.filter((e: { source: string }) => e.source === "reconcile");
+    expect(reconciled.map((e: { status: string }) => e.status).sort()).toEqual(["DELIVERED", "READ", "SENT"]);
+    for (const event of reconciled) expect(["applied", "stale"]).toContain(event.outcome);
+  });
+
+  it("when the record says failed, then FAILED is stored with a reason (Betatel's, or a plain one)", async () => {
+    const now = anAncientClock(1980, 15);
+    const withReason = await aLostMessage(now);
+    const without = await aLostMessage(now);
+    serveWdr(t.betatel, (id) => {
+      if (id === withReason)
+        return {
+          status: 200,
+          body: aDeliveryRecord(id, { status: "failed", error: { code: 131026, message: "Message undeliverable" } }),
+        };
+      if (id === without) return { status: 200, body: aDeliveryRecord(id, { status: "failed" }) };
+      return undefined;
+    });
+
+    await reconcilerAt(now).reconciler.runOnce();
+
+    expect(await readMessage(withReason)).toMatchObject({
+      status: "FAILED",
+      failedAt: expect.any(String),
+      sentAt: null,
+      error: { code: "131026", message: "Message undeliverable" },
+    });
+    expect(await readMessage(without)).toMatchObject({
+      status: "FAILED",
+      error: { code: "wdr_failed", message: "Betatel's delivery record says failed" },
+    });
   });
 
   it("when Betatel answers 429 with Retry-After, then the job waits that long before asking again", async () => {
