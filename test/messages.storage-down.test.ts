@@ -127,6 +127,24 @@ describe.skipIf(embedded)("POST /v1/messages when the database is down", () => {
     expect(await messagesTo(direct, to)).toBe(0);
   });
 
+  it("when the database connection is cut right after Betatel accepted and comes back, then storing is retried and the send answers 201", async () => {
+    const uuid = aUuid();
+    const to = aPhoneNumber();
+    betatel.always(() => {
+      // Every pooled connection is cut, new ones are refused for a moment: a brief outage mid-send.
+      proxy.stop();
+      setTimeout(() => void proxy.start(), 700);
+      return { status: 200, body: { uuid, to } };
+    });
+
+    const res = await request(app).post("/v1/messages").send({ to, text: "1234" });
+
+    expect(res.status).toBe(201);
+    expect(res.body.uuid).toBe(uuid);
+    expect(betatel.requests).toHaveLength(1);
+    expect(await messagesTo(direct, to)).toBe(1);
+  });
+
   it("when the database is back, then sending works again on the same pool", async () => {
     proxy.stop();
     const down = await request(app).post("/v1/messages").send({ to: aPhoneNumber(), text: "1234" });

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
-import { withStorage } from "../db/errors.ts";
+import { isDatabaseUnavailable, withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
 import { claimedSendMs, STORE_BUDGET_MS } from "./deadlines.ts";
 import {
@@ -53,6 +53,12 @@ function toAnswer(error: AppError): StoredAnswer {
   return { status: error.status, body: problemBody(error) };
 }
 
+// Besides "database unreachable": a deadlock or serialization failure, Prisma's "no connection for the
+// transaction in time" (P2028), a cancelled statement, a lock not available. Other errors would fail again.
+const BRIEF_CODES = new Set(["40P01", "40001", "P2028", "57014", "55P03"]);
+const isBriefFailure = (error: unknown) =>
+  isDatabaseUnavailable(error) || BRIEF_CODES.has(String((error as { code?: unknown } | null)?.code));
+
 /**
  * Stores a message Betatel accepted, retrying brief failures (a reset connection, a full pool) until
  * `STORE_BUDGET_MS` is spent: the OTP is out, and each try is safe (the uuid is stored at most once).
@@ -65,7 +71,7 @@ async function storeSentMessage(deps: SendDeps, message: NewMessage) {
       return await createMessage(deps.db, message, remaining);
     } catch (error) {
       const pause = Math.min(100 * 2 ** (attempt - 1), 1_000);
-      if (deadline - Date.now() < pause + 500) throw error;
+      if (!isBriefFailure(error) || deadline - Date.now() < pause + 500) throw error;
       deps.logger.warn({ err: error, uuid: message.uuid, attempt }, "storing a sent otp failed; retrying");
       await sleep(pause);
     }
