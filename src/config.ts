@@ -110,7 +110,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const sendMs = sendDeadlineMs(rest.BETATEL_TIMEOUT_MS);
   if (sendMs > rest.SHUTDOWN_GRACE_MS) {
     throw new ConfigError(
-      `Invalid configuration: SHUTDOWN_GRACE_MS: a send can take up to ${sendMs} ms with BETATEL_TIMEOUT_MS=${rest.BETATEL_TIMEOUT_MS}; set SHUTDOWN_GRACE_MS to at least that (and the orchestrator's stop timeout above it) or lower BETATEL_TIMEOUT_MS`,
+      `Invalid configuration: SHUTDOWN_GRACE_MS: a send can take up to ${sendMs} ms with BETATEL_TIMEOUT_MS=${rest.BETATEL_TIMEOUT_MS}; set SHUTDOWN_GRACE_MS to at least ${sendMs} ms (and the orchestrator's stop timeout above it) or lower BETATEL_TIMEOUT_MS`,
     );
   }
   const betatel = apiKey && accountId ? { apiKey, accountId } : undefined;

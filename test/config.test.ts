@@ -30,6 +30,9 @@ describe("loadConfig", () => {
       RECONCILE_INTERVAL_MS: 60_000,
       RECONCILE_AFTER_MS: 300_000,
       EXPIRE_AFTER_MS: 86_400_000,
+      SWEEP_INTERVAL_MS: 60_000,
+      ORPHAN_ADOPT_AFTER_MS: 300_000,
+      SHUTDOWN_GRACE_MS: 35_000,
       betatel: undefined,
       sandbox: true,
     });
@@ -77,6 +80,11 @@ describe("loadConfig", () => {
     { env: { SANDBOX_FAILURE_RATE: "1.5" }, variable: "SANDBOX_FAILURE_RATE" },
     { env: { RECONCILE_INTERVAL_MS: "soon" }, variable: "RECONCILE_INTERVAL_MS" },
     { env: { EXPIRE_AFTER_MS: "-5" }, variable: "EXPIRE_AFTER_MS" },
+    { env: { SWEEP_INTERVAL_MS: "-1" }, variable: "SWEEP_INTERVAL_MS" },
+    { env: { ORPHAN_ADOPT_AFTER_MS: "later" }, variable: "ORPHAN_ADOPT_AFTER_MS" },
+    { env: { SHUTDOWN_GRACE_MS: "500" }, variable: "SHUTDOWN_GRACE_MS" },
+    // A send (Betatel's 60 s, then storing it) could not finish within the default 35 s grace.
+    { env: { BETATEL_TIMEOUT_MS: "60000" }, variable: "SHUTDOWN_GRACE_MS" },
     { env: { BETATEL_API_KEY: "key" }, variable: "BETATEL_ACCOUNT_ID" },
     { env: { BETATEL_ACCOUNT_ID: "account" }, variable: "BETATEL_API_KEY" },
     { env: { ...PRODUCTION, API_KEYS: "" }, variable: "API_KEYS" },
@@ -91,6 +99,11 @@ describe("loadConfig", () => {
     expect(message).toMatch(/^Invalid configuration: /);
     expect(message).toContain(variable);
     expect(message).not.toContain("\n");
+  });
+
+  it("when the shutdown grace covers the longest send, then a long Betatel timeout is accepted", () => {
+    expect(configError({ BETATEL_TIMEOUT_MS: "60000", SHUTDOWN_GRACE_MS: "80000" })).toContain("at least 81000 ms");
+    expect(loadConfig({ BETATEL_TIMEOUT_MS: "60000", SHUTDOWN_GRACE_MS: "81000" }).SHUTDOWN_GRACE_MS).toBe(81_000);
   });
 
   it("when a URL has another scheme, then the message says which schemes are accepted", () => {

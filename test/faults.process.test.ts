@@ -79,6 +79,84 @@ describe("SIGTERM", () => {
   });
 });
 
+describe("SIGTERM with sends that outlast the old fixed 25 s forced close", () => {
+  it("when five sends wait 26 s on Betatel, then shutdown waits for them: all answered 201, stored, their keys answered, exit 0", async () => {
+    fake.reset();
+    const server = await spawnServer({
+      ...env(inject("databaseUrl")),
+      BETATEL_TIMEOUT_MS: "30000",
+      // A send can take 5 + 30 + 10 + 5 + 1 s: the grace must cover it (a smaller one refuses to start).
+      SHUTDOWN_GRACE_MS: "51000",
+    });
+    const uuids = Array.from({ length: 5 }, () => aUuid());
+    fake.reply(...uuids.map((uuid) => ({ status: 200, body: { uuid, to: "38761000000" }, delayMs: 26_000 })));
+    const keys = uuids.map(() => `shutdown-${aUuid()}`);
+
+    const sends = keys.map((key) =>
+      fetch(`${server.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": API_KEY, "idempotency-key": key },
+        body: JSON.stringify({ to: aPhoneNumber(), text: "Your code is 135790" }),
+      }),
+    );
+    await until(() => fake.requests.length === 5);
+    server.kill("SIGTERM");
+
+    const answers = await Promise.all(sends);
+    expect(answers.map((res) => res.status)).toEqual([201, 201, 201, 201, 201]);
+    expect(await server.exited).toBe(0);
+    expect(server.output()).not.toContain("abandoned");
+
+    const client = new pg.Client({ connectionString: inject("databaseUrl") });
+    await client.connect();
+    const stored = await client.query("SELECT uuid FROM messages WHERE uuid = ANY($1)", [uuids]);
+    const answered = await client.query(
+      "SELECT response_status FROM idempotency_keys WHERE key = ANY($1) AND response_status IS NOT NULL",
+      [keys],
+    );
+    await client.end();
+    expect(stored.rowCount).toBe(5);
+    expect(answered.rowCount).toBe(5);
+  }, 60_000);
+});
+
+describe("independent schedules", () => {
+  let scratch: ScratchDatabase;
+  beforeAll(async () => {
+    scratch = await createScratchDatabase("sweep");
+  });
+  afterAll(() => scratch.drop());
+
+  it("when the delivery-record poller is off (RECONCILE_INTERVAL_MS=0), then expiry still runs on its own schedule", async () => {
+    fake.reset();
+    const server = await spawnServer({
+      ...env(scratch.url),
+      RECONCILE_INTERVAL_MS: "0",
+      SWEEP_INTERVAL_MS: "200",
+      EXPIRE_AFTER_MS: "1000",
+    });
+    try {
+      const sent = await sendOtp(server.url);
+      expect(sent.status).toBe(201);
+      const { uuid } = (await sent.json()) as { uuid: string };
+
+      let status = "";
+      const deadline = Date.now() + 10_000;
+      while (status !== "EXPIRED" && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const read = await fetch(`${server.url}/v1/messages/${uuid}`, { headers: { "x-api-key": API_KEY } });
+        status = ((await read.json()) as { status: string }).status;
+      }
+
+      expect(status).toBe("EXPIRED");
+      expect(fake.requests.filter((req) => req.url.endsWith("/wdr"))).toHaveLength(0);
+    } finally {
+      server.kill("SIGTERM");
+      await server.exited;
+    }
+  });
+});
+
 describe("SIGKILL mid-load", () => {
   let scratch: ScratchDatabase;
   beforeAll(async () => {
