@@ -9,6 +9,17 @@ import { createMessage } from "../messages/repository.ts";
 import { applyStatusEvents } from "../webhooks/apply.ts";
 import { eventsFor } from "./reconciler.ts";
 
+export interface OrphanSummary {
+  claimed: number;
+  adopted: number;
+  /** Betatel answered 404. */
+  unknown: number;
+  /** The record could not be had (5xx, unreadable). */
+  errors: number;
+  /** Set when Betatel said "not now" (429, timeout, unreachable, refused credentials): the run stopped. */
+  backoff?: string;
+}
+
 export interface OrphanAdoptionOptions {
   db: Database;
   betatel: Betatel;
@@ -49,6 +60,10 @@ ON CONFLICT (uuid) DO UPDATE SET
 WHERE o.next_check_at <= $1
 RETURNING o.uuid`;
 
+/** Claimed uuids that were not asked after all: due again at once, the claim not counted as an ask. */
+const HAND_BACK = `UPDATE orphan_checks SET next_check_at = last_checked_at, attempts = GREATEST(attempts - 1, 0)
+  WHERE uuid = ANY($1::text[])`;
+
 /** Schedules of uuids that no longer have buffered statuses (adopted, or cleaned up by retention). */
 const FORGET_SETTLED = `DELETE FROM orphan_checks o WHERE NOT EXISTS (
   SELECT 1 FROM message_events e WHERE e.uuid = o.uuid AND e.outcome = 'buffered')`;
@@ -87,14 +102,9 @@ export function createOrphanAdoption(options: OrphanAdoptionOptions) {
     );
   }
 
-  /** One pass; `backoff` set when Betatel said "not now" (the rest waits for its schedule). */
-  async function runOnce(): Promise<{ claimed: number; adopted: number; unknown: number; backoff?: string }> {
-    const summary = { claimed: 0, adopted: 0, unknown: 0 } as {
-      claimed: number;
-      adopted: number;
-      unknown: number;
-      backoff?: string;
-    };
+  /** One pass; `backoff` set when Betatel said "not now" (the uuids not asked yet are handed back). */
+  async function runOnce(): Promise<OrphanSummary> {
+    const summary: OrphanSummary = { claimed: 0, adopted: 0, unknown: 0, errors: 0 };
     if (options.afterMs <= 0) return summary;
     const at = now();
     await options.db.pool.query(FORGET_SETTLED);
@@ -106,14 +116,20 @@ export function createOrphanAdoption(options: OrphanAdoptionOptions) {
       maxRecheckMs,
     ]);
     summary.claimed = rows.length;
-    for (const { uuid } of rows) {
+    for (const [index, { uuid }] of rows.entries()) {
       let record: DeliveryRecord | null;
       try {
         record = await options.betatel.getDeliveryRecord(uuid);
       } catch (error) {
         if (!(error instanceof BetatelError)) throw error;
-        // Betatel's trouble, not this uuid's: stop here; every claimed uuid is asked again on its schedule.
+        // A 5xx or unreadable record costs only this uuid (asked again on its schedule); anything else is
+        // Betatel's trouble: stop, and the uuids not asked yet are due again at the next run.
+        if (error.failure === "unavailable" && error.status !== undefined && error.status !== 429) {
+          summary.errors++;
+          continue;
+        }
         summary.backoff = error.failure;
+        await options.db.pool.query(HAND_BACK, [rows.slice(index + 1).map((row) => row.uuid)]);
         break;
       }
       if (!record) {
