@@ -61,7 +61,9 @@ const PROBLEMS = {
   415: problem("`unsupported_media_type`: send application/json"),
   422: problem("`provider_rejected` (Betatel refused the request) or `idempotency_key_reused` (different body)"),
   502: problem("`provider_auth_failed`, `provider_payment_required` or `provider_unavailable`"),
-  503: problem("`storage_unavailable`: the database failed (with `uuid` if Betatel had already accepted)"),
+  503: problem(
+    "`storage_unavailable`: the database failed (with `uuid` if Betatel had already accepted); on a send also `shutting_down` (nothing sent, retry)",
+  ),
   504: problem("`provider_timeout`"),
 } as const;
 const problems = (...statuses: Array<keyof typeof PROBLEMS>) =>
