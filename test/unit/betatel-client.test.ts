@@ -217,7 +217,11 @@ describe("Betatel client: may the OTP have been sent?", () => {
   it.each([
     { name: "refused connection", respond: () => Promise.reject(refused()), mayHaveSent: false },
     { name: "400", respond: () => new Response("no", { status: 400 }), mayHaveSent: false },
-    { name: "503", respond: () => new Response("down", { status: 503 }), mayHaveSent: false },
+    { name: "402", respond: () => new Response("pay", { status: 402 }), mayHaveSent: false },
+    // A 5xx, a gateway's 502/504 included, proves nothing: the OTP may be out.
+    { name: "500", respond: () => new Response("oops", { status: 500 }), mayHaveSent: true },
+    { name: "502", respond: () => new Response("bad gateway", { status: 502 }), mayHaveSent: true },
+    { name: "504", respond: () => new Response("gateway timeout", { status: 504 }), mayHaveSent: true },
     { name: "2xx without uuid", respond: () => Response.json({}), mayHaveSent: true },
     { name: "connection reset", respond: () => Promise.reject(reset()), mayHaveSent: true },
     { name: "timeout", respond: hang, mayHaveSent: true },
