@@ -157,6 +157,49 @@ describe("independent schedules", () => {
   });
 });
 
+describe("orphan adoption in the running service", () => {
+  let scratch: ScratchDatabase;
+  beforeAll(async () => {
+    scratch = await createScratchDatabase("orphans");
+  });
+  afterAll(() => scratch.drop());
+
+  it("when statuses arrive for a uuid never stored and Betatel knows it, then the message appears and the adoption is counted", async () => {
+    fake.reset();
+    const uuid = aUuid();
+    fake.always((request) =>
+      request.url === `/api/v1/connect-hub/whatsapp/${uuid}/wdr`
+        ? { status: 200, body: { uuid, to: "38761444555", status: "read", timestamp: "2026-11-27T10:00:00Z" } }
+        : { status: 404, body: { message: "not found" } },
+    );
+    const server = await spawnServer({
+      ...env(scratch.url),
+      RECONCILE_INTERVAL_MS: "200",
+      ORPHAN_ADOPT_AFTER_MS: "300",
+    });
+    try {
+      expect((await postStatuses(server.url, [{ uuid, status: "DELIVERED" }])).status).toBe(200);
+
+      let read: Response | undefined;
+      const deadline = Date.now() + 10_000;
+      while (read?.status !== 200 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        read = await fetch(`${server.url}/v1/messages/${uuid}`, { headers: { "x-api-key": API_KEY } });
+      }
+
+      expect(read?.status).toBe(200);
+      expect(await read?.json()).toMatchObject({ uuid, to: "38761444555", status: "READ" });
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toMatch(/^otp_orphans_adopted_total 1$/m);
+      expect(server.output()).toContain("adopted a message");
+      expect(server.output()).not.toContain("38761444555");
+    } finally {
+      server.kill("SIGTERM");
+      await server.exited;
+    }
+  });
+});
+
 describe("SIGKILL mid-load", () => {
   let scratch: ScratchDatabase;
   beforeAll(async () => {
