@@ -9,7 +9,9 @@ import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
 import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
+import { createLiveHub } from "./live/hub.ts";
 import { createMessageNotifier } from "./live/notifier.ts";
+import { openLiveReads } from "./live/reads.ts";
 import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob } from "./reconcile/job.ts";
@@ -69,6 +71,14 @@ if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to
 // Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
 const notifier = await createMessageNotifier(db, { logger });
 if (notifier.mode === "local") logger.info("live status: embedded database, changes are seen by this process only");
+// Streams and long-polls read through a small pool of their own (never the webhook's and send's connections).
+const liveReads = openLiveReads(db);
+const live = createLiveHub({
+  notifier,
+  read: liveReads.read,
+  limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
+  onClose: liveReads.close,
+});
 const reconcileJob = createReconcileJob({
   reconciler: createReconciler({
     pool: db.pool,
@@ -86,12 +96,17 @@ const reconcileJob = createReconcileJob({
     expireAfterMs: config.EXPIRE_AFTER_MS,
     batchSize: config.RECONCILE_BATCH_SIZE,
   }),
-  settleStragglers: () => settleStragglers(db.pool),
+  settleStragglers: async () => {
+    const settled = new Set<string>();
+    const count = await settleStragglers(db.pool, undefined, settled);
+    notifier.published(settled);
+    return count;
+  },
   logger,
   intervalMs: config.RECONCILE_INTERVAL_MS,
 });
 
-const app = createApp({ config, db, betatel, logger, notifier });
+const app = createApp({ config, db, betatel, logger, notifier, live });
 let stopRetention = async () => {};
 const server = createServer(HTTP_SERVER_OPTIONS, app);
 server.on("error", (error) => {
@@ -126,8 +141,9 @@ async function shutdown(signal: string) {
   const sweep = setInterval(() => server.closeIdleConnections(), 100);
   let exitCode = 0;
   try {
-    // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
-    await notifier.close();
+    // Live streams and long-polls never end by themselves: end them (long-polls answer the current state);
+    // one that starts from now on is answered 503 at once.
+    await live.close();
     await closed;
     // At most 25 s more for a reconciler run in progress; claims it leaves unfinished expire with their lease.
     await Promise.race([jobsStopped, sleep(25_000)]);

@@ -4,6 +4,7 @@ import type { Betatel, DeliveryRecord } from "../betatel/client.ts";
 import { toDate, toStatus } from "../betatel/delivery-record.ts";
 import { BetatelError } from "../betatel/errors.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
+import { changedUuids } from "../live/publish.ts";
 import type { Status } from "../messages/status.ts";
 import { applyStatusEvents, type StatusEvent } from "../webhooks/apply.ts";
 
@@ -179,10 +180,13 @@ export function createReconciler(options: ReconcilerOptions) {
 
     if (handedBack.length > 0) await options.pool.query(RELEASE, [handedBack]);
     if (events.length > 0) {
-      const outcomes = await applyStatusEvents(options.pool, events);
+      const settled = new Set<string>();
+      const outcomes = await applyStatusEvents(options.pool, events, settled);
       summary.applied = outcomes.filter((outcome) => outcome === "applied").length;
       summary.unchanged += outcomes.length - summary.applied;
-      options.notifier?.published(events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid));
+      // Live status: every change a reader can see (a stale back-fill or a rejected event too).
+      const results = events.map((e, i) => ({ uuid: e.uuid, outcome: outcomes[i] ?? "duplicate" }));
+      options.notifier?.published([...changedUuids(results), ...settled]);
     }
 
     const level = summary.claimed > 0 || summary.backoff ? "info" : "debug";

@@ -1,0 +1,12 @@
+/**
+ * Outcomes that change what a reader of the message sees: `applied` moves the status, `stale` back-fills a
+ * timestamp, `rejected` adds an event to its history. `duplicate` changes nothing; `buffered` has no message yet.
+ */
+const VISIBLE = new Set(["applied", "stale", "rejected"]);
+
+/** The uuids to announce after a batch of status events was applied. */
+export function changedUuids(results: Iterable<{ uuid: string | null; outcome: string }>): string[] {
+  const uuids = new Set<string>();
+  for (const { uuid, outcome } of results) if (uuid && VISIBLE.has(outcome)) uuids.add(uuid);
+  return [...uuids];
+}
