@@ -66,15 +66,21 @@ describe.skipIf(embedded)("live status in the real process", () => {
         opened.push(rawRequest(server.url, path, { "x-api-key": KEYS[3] as string }));
       }
 
-      // Every slot taken: the next watcher of any key is refused, with a problem and Retry-After.
+      // Every slot taken (the long-polls answer nothing yet: wait until the last of them counts), and the next
+      // watcher of any key is refused, with a problem and Retry-After.
       await eventually(async () => {
         const extra = rawRequest(server.url, `/v1/messages/${messages[0]?.uuid}/stream`, {
-          "x-api-key": KEYS[0] ?? "",
+          "x-api-key": KEYS[3] ?? "",
         });
         opened.push(extra);
         return (await extra.status()) === 429;
       }, 20_000);
-      const refused = await fetch(`${server.url}/v1/messages/${messages[0]?.uuid}/stream`, {
+      for (const key of KEYS) {
+        const extra = rawRequest(server.url, `/v1/messages/${messages[0]?.uuid}/stream`, { "x-api-key": key });
+        opened.push(extra);
+        expect(await extra.status()).toBe(429);
+      }
+      const refused = await fetch(`${server.url}/v1/messages/${messages[0]?.uuid}?waitFor=READ&timeout=5`, {
         headers: { "x-api-key": KEYS[3] ?? "" },
       });
       expect(refused.status).toBe(429);
