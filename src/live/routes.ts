@@ -42,13 +42,16 @@ export function liveRouter(deps: LiveDeps): Router {
 
   router.get("/:uuid/stream", async (req, res) => {
     const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
-    // A reconnecting EventSource sends the last id it saw: nothing changed since means nothing to repeat.
-    let last = req.get("last-event-id")?.trim() ?? "";
+    // A reconnecting EventSource sends the last id it saw: if the message is still there, nothing is repeated.
+    const resumedFrom = req.get("last-event-id")?.trim();
+    let last: string | undefined;
     const send = (message: MessageView) => {
+      const data = JSON.stringify(message);
+      if (data === last) return; // a re-read without a visible change (safety net, LISTEN reconnect)
       const id = String(changeSequence(message));
-      if (id === last) return; // a re-read without a visible change (safety net, LISTEN reconnect)
-      last = id;
-      res.write(`id: ${id}\ndata: ${JSON.stringify(message)}\n\n`);
+      const seenBefore = last === undefined && id === resumedFrom;
+      last = data;
+      if (!seenBefore) res.write(`id: ${id}\ndata: ${data}\n\n`);
     };
     const watch = await deps.hub.watch(uuid, callerOf(res), { onMessage: send, onClosing: () => res.end() });
     if (!res.socket || res.socket.destroyed) return watch.stop(); // the client left during the first read

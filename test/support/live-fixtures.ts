@@ -32,9 +32,9 @@ export interface EventStream {
   close(): void;
 }
 
-export async function openEventStream(url: string): Promise<EventStream> {
+export async function openEventStream(url: string, headers: Record<string, string> = {}): Promise<EventStream> {
   const abort = new AbortController();
-  const response = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream" } });
+  const response = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream", ...headers } });
   const events: unknown[] = [];
   const comments: string[] = [];
   if (response.ok && response.body) {
