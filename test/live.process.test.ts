@@ -117,6 +117,28 @@ describe.skipIf(embedded)("live status in the real process", () => {
     }
   }, 120_000);
 
+  it("when the periodic sweep settles a status left buffered, then open streams get the change", async () => {
+    const server = await spawnServer(env({ RECONCILE_INTERVAL_MS: "300" }));
+    const { uuid } = await insertMessage(pool);
+    const stream = rawRequest(server.url, `/v1/messages/${uuid}/stream`, { "x-api-key": KEYS[0] ?? "" });
+    try {
+      await eventually(() => stream.events() === 1);
+      // A status the webhook stored as buffered, by a process that stopped before settling it.
+      await pool.query(
+        `INSERT INTO message_events (uuid, status, outcome, occurred_at, received_at, source, payload)
+         VALUES ($1, 'DELIVERED', 'buffered', now(), now(), 'webhook', $2)`,
+        [uuid, JSON.stringify({ uuid, status: "delivered" })],
+      );
+
+      await eventually(() => stream.events() === 2, 5000);
+      expect(stream.received()).toMatch(/data: \{[^\n]*"status":"DELIVERED"/);
+    } finally {
+      stream.close();
+      server.kill("SIGKILL");
+      await server.exited;
+    }
+  }, 30_000);
+
   it("when a stream is asked for after SIGTERM, then it is answered 503 at once (not held until the forced close)", async () => {
     const server = await spawnServer(env());
     try {
