@@ -38,6 +38,10 @@ describe("loadConfig", () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it("when the live status caps are not set, then an instance serves 2000 watchers, 500 per key", () => {
+    expect(loadConfig({})).toMatchObject({ LIVE_MAX_WATCHERS: 2000, LIVE_MAX_WATCHERS_PER_KEY: 500 });
+  });
+
   it("when both Betatel credentials are set, then it is not a sandbox and API_KEYS is a trimmed list", () => {
     const config = loadConfig({ ...CREDENTIALS, API_KEYS: " a, b ,,c " });
 
@@ -77,6 +81,8 @@ describe("loadConfig", () => {
     { env: { SANDBOX_FAILURE_RATE: "1.5" }, variable: "SANDBOX_FAILURE_RATE" },
     { env: { RECONCILE_INTERVAL_MS: "soon" }, variable: "RECONCILE_INTERVAL_MS" },
     { env: { EXPIRE_AFTER_MS: "-5" }, variable: "EXPIRE_AFTER_MS" },
+    { env: { LIVE_MAX_WATCHERS: "0" }, variable: "LIVE_MAX_WATCHERS" },
+    { env: { LIVE_MAX_WATCHERS_PER_KEY: "many" }, variable: "LIVE_MAX_WATCHERS_PER_KEY" },
     { env: { BETATEL_API_KEY: "key" }, variable: "BETATEL_ACCOUNT_ID" },
     { env: { BETATEL_ACCOUNT_ID: "account" }, variable: "BETATEL_API_KEY" },
     { env: { ...PRODUCTION, API_KEYS: "" }, variable: "API_KEYS" },
