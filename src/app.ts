@@ -8,6 +8,7 @@ import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
 import { securityHeaders, sendRateLimit } from "./http/security.ts";
 import { createLiveHub, type LiveHub } from "./live/hub.ts";
+import { registerLiveMetrics } from "./live/metrics.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
 import { changedUuids } from "./live/publish.ts";
 import { liveRouter, longPoll } from "./live/routes.ts";
@@ -51,6 +52,7 @@ export function createApp(deps: AppDeps): express.Express {
       read: (uuid) => findMessage(db, uuid),
       limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
     });
+  registerLiveMetrics(metrics.registry, hub);
   const live = { hub, heartbeatMs: deps.heartbeatMs };
   const app = express();
   app.disable("x-powered-by");

@@ -107,6 +107,9 @@ describe("watcher caps", () => {
         detail: expect.stringMatching(/instance/),
       });
 
+      const metrics = await (await fetch(`${live.url}/metrics`)).text();
+      expect(metrics).toMatch(/^otp_live_watchers 5$/m);
+
       // A watcher that leaves frees its slot.
       opened[0]?.close();
       await eventually(() => live.hub.watcherCount() === 4);
