@@ -76,6 +76,7 @@ const liveReads = openLiveReads(db);
 const live = createLiveHub({
   notifier,
   read: liveReads.read,
+  readConcurrency: liveReads.concurrency,
   limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
   onClose: liveReads.close,
 });

@@ -131,6 +131,7 @@ describe.skipIf(embedded)("the LISTEN connection", () => {
         reads++;
         return liveReads.read(uuid);
       },
+      readConcurrency: liveReads.concurrency,
       limits: { maxWatchers: 5000, maxWatchersPerKey: 5000 },
       onClose: liveReads.close,
     });

@@ -15,6 +15,11 @@ export interface LiveHubOptions {
   /** Reads one message for the watchers (on its own small pool, never the write path's). */
   read: (uuid: string) => Promise<MessageView | undefined>;
   limits: LiveLimits;
+  /**
+   * Reads run at most this many at a time (the read pool's size): a burst of re-reads waits its turn here rather
+   * than in the pool's queue, whose connection timeout would fail it.
+   */
+  readConcurrency?: number;
   /** Safety net against a lost announcement: every watched message is re-read this often (0: never). */
   rereadMs?: number;
   /** Runs at the end of `close()` (the read pool). */
@@ -102,8 +107,23 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
     }
   };
 
+  const readConcurrency = options.readConcurrency ?? 2;
+  let activeReads = 0;
+  const queued: Array<() => void> = [];
+  async function readInTurn(uuid: string): Promise<MessageView | undefined> {
+    if (activeReads < readConcurrency) activeReads++;
+    else await new Promise<void>((resolve) => queued.push(resolve)); // the slot is handed over, not re-counted
+    try {
+      return await read(uuid);
+    } finally {
+      const next = queued.shift();
+      if (next) next();
+      else activeReads--;
+    }
+  }
+
   function readGroup(group: Group): Promise<MessageView | undefined> {
-    const reading = read(group.uuid).then(
+    const reading = readInTurn(group.uuid).then(
       (message) => {
         group.reading = undefined;
         if (message) broadcast(group, message);
