@@ -72,7 +72,7 @@ export function createApp(deps: AppDeps): express.Express {
       signingSecret: config.WEBHOOK_SIGNING_SECRET,
       onApplied: (results, settled) => {
         metrics.recordWebhookResults(results);
-        hub.published([...changedUuids(results), ...settled]);
+        hub.published(changedUuids(results, settled));
       },
     }),
   );

@@ -50,8 +50,8 @@ export function createExpiry(options: ExpiryOptions) {
       const outcomes = await applyStatusEvents(options.pool, events, settled);
       expired += outcomes.filter((outcome) => outcome === "applied").length;
       // Every change a reader can see, not only the expiries (a status that won the race adds an event too).
-      const results = events.map((e, i) => ({ uuid: e.uuid, outcome: outcomes[i] ?? "duplicate" }));
-      options.notifier?.published([...changedUuids(results), ...settled]);
+      const results = events.map((event, i) => ({ uuid: event.uuid, outcome: outcomes[i] }));
+      options.notifier?.published(changedUuids(results, settled));
       if (rows.length < options.batchSize) break;
     }
     if (expired > 0) options.logger.info({ expired, expireAfterMs: options.expireAfterMs }, "expired messages");

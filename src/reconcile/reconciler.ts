@@ -185,8 +185,8 @@ export function createReconciler(options: ReconcilerOptions) {
       summary.applied = outcomes.filter((outcome) => outcome === "applied").length;
       summary.unchanged += outcomes.length - summary.applied;
       // Live status: every change a reader can see (a stale back-fill or a rejected event too).
-      const results = events.map((e, i) => ({ uuid: e.uuid, outcome: outcomes[i] ?? "duplicate" }));
-      options.notifier?.published([...changedUuids(results), ...settled]);
+      const results = events.map((event, i) => ({ uuid: event.uuid, outcome: outcomes[i] }));
+      options.notifier?.published(changedUuids(results, settled));
     }
 
     const level = summary.claimed > 0 || summary.backoff ? "info" : "debug";
