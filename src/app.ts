@@ -7,10 +7,14 @@ import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
 import { securityHeaders, sendRateLimit } from "./http/security.ts";
+import { createLiveHub, type LiveHub } from "./live/hub.ts";
+import { registerLiveMetrics } from "./live/metrics.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
+import { changedUuids } from "./live/publish.ts";
 import { liveRouter, longPoll } from "./live/routes.ts";
 import type { InFlightSends } from "./messages/in-flight.ts";
 import { listMessagesRoute } from "./messages/list.ts";
+import { findMessage } from "./messages/repository.ts";
 import { getMessage, messagesRouter } from "./messages/routes.ts";
 import { healthRouter } from "./ops/health.ts";
 import { instrumentBetatel } from "./ops/instrument-betatel.ts";
@@ -30,6 +34,11 @@ export interface AppDeps {
   notifier?: MessageNotifier;
   /** Sends in progress, which shutdown waits for (server.ts); untracked when absent. */
   inFlightSends?: InFlightSends;
+  /**
+   * Streams and long-polls (src/live); without one, a hub over `notifier` reading through the main pool.
+   * `server.ts` gives it a read pool of its own.
+   */
+  live?: LiveHub;
   /** SSE heartbeat period; tests shorten it. */
   heartbeatMs?: number;
 }
@@ -39,8 +48,15 @@ export function createApp(deps: AppDeps): express.Express {
   const { config, db, logger } = deps;
   const metrics = deps.metrics ?? createMetrics({ pool: db.pool });
   const betatel = instrumentBetatel(deps.betatel, metrics);
-  const notifier = deps.notifier ?? createLocalNotifier();
-  const live = { db, notifier, heartbeatMs: deps.heartbeatMs };
+  const hub =
+    deps.live ??
+    createLiveHub({
+      notifier: deps.notifier ?? createLocalNotifier(),
+      read: (uuid) => findMessage(db, uuid),
+      limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
+    });
+  registerLiveMetrics(metrics.registry, hub);
+  const live = { hub, heartbeatMs: deps.heartbeatMs };
   const app = express();
   app.disable("x-powered-by");
   app.use(metrics.httpMiddleware);
@@ -57,9 +73,9 @@ export function createApp(deps: AppDeps): express.Express {
       db,
       secret: config.WEBHOOK_SECRET,
       signingSecret: config.WEBHOOK_SIGNING_SECRET,
-      onApplied: (results) => {
+      onApplied: (results, settled) => {
         metrics.recordWebhookResults(results);
-        notifier.published(results.flatMap((r) => (r.uuid && r.outcome === "applied" ? [r.uuid] : [])));
+        hub.published(changedUuids(results, settled));
       },
     }),
   );

@@ -41,6 +41,9 @@ const envSchema = z.object({
     ),
   /** POST /v1/messages per API key per minute, per instance (in memory); 0 turns the limit off. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600),
+  /** Open streams + long-polls per instance, and per API key (the anonymous caller counts as one key). */
+  LIVE_MAX_WATCHERS: z.coerce.number().int().min(1).max(100_000).default(2000),
+  LIVE_MAX_WATCHERS_PER_KEY: z.coerce.number().int().min(1).max(100_000).default(500),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   PUBLIC_URL: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
   SANDBOX_STEP_MS: milliseconds(2000),

@@ -9,9 +9,11 @@ import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
 import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
+import { createLiveHub } from "./live/hub.ts";
 import { createMessageNotifier } from "./live/notifier.ts";
 import { createInFlightSends } from "./messages/in-flight.ts";
 import { createMetrics } from "./ops/metrics.ts";
+import { openLiveReads } from "./live/reads.ts";
 import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob, createSweepJob } from "./reconcile/job.ts";
@@ -73,6 +75,15 @@ if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to
 const notifier = await createMessageNotifier(db, { logger });
 if (notifier.mode === "local") logger.info("live status: embedded database, changes are seen by this process only");
 const metrics = createMetrics({ pool: db.pool });
+// Streams and long-polls read through a small pool of their own (never the webhook's and send's connections).
+const liveReads = openLiveReads(db);
+const live = createLiveHub({
+  notifier,
+  read: liveReads.read,
+  readConcurrency: liveReads.concurrency,
+  limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
+  onClose: liveReads.close,
+});
 const reconcileJob = createReconcileJob({
   reconciler: createReconciler({
     pool: db.pool,
@@ -104,13 +115,18 @@ const sweepJob = createSweepJob({
     expireAfterMs: config.EXPIRE_AFTER_MS,
     batchSize: config.RECONCILE_BATCH_SIZE,
   }),
-  settleStragglers: () => settleStragglers(db.pool),
+  settleStragglers: async () => {
+    const settled = new Set<string>();
+    const count = await settleStragglers(db.pool, undefined, settled);
+    notifier.published(settled);
+    return count;
+  },
   logger,
   intervalMs: config.SWEEP_INTERVAL_MS,
 });
 const inFlightSends = createInFlightSends();
 
-const app = createApp({ config, db, betatel, logger, notifier, metrics, inFlightSends });
+const app = createApp({ config, db, betatel, logger, notifier, metrics, inFlightSends, live });
 let stopRetention = async () => {};
 const server = createServer(HTTP_SERVER_OPTIONS, app);
 server.on("error", (error) => {
@@ -149,8 +165,9 @@ async function shutdown(signal: string) {
   const sweep = setInterval(() => server.closeIdleConnections(), 100);
   let exitCode = 0;
   try {
-    // Live streams and long-polls never end by themselves: end them (long-polls answer the current state).
-    await notifier.close();
+    // Live streams and long-polls never end by themselves: end them (long-polls answer the current state);
+    // one that starts from now on is answered 503 at once.
+    await live.close();
     // Sends in flight finish (the grace covers one, see SHUTDOWN_GRACE_MS): an OTP Betatel accepted must be
     // stored before the database closes. New sends are refused from here on.
     const abandoned = await inFlightSends.drain(Math.max(left() - 500, 0));

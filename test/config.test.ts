@@ -41,6 +41,10 @@ describe("loadConfig", () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it("when the live status caps are not set, then an instance serves 2000 watchers, 500 per key", () => {
+    expect(loadConfig({})).toMatchObject({ LIVE_MAX_WATCHERS: 2000, LIVE_MAX_WATCHERS_PER_KEY: 500 });
+  });
+
   it("when both Betatel credentials are set, then it is not a sandbox and API_KEYS is a trimmed list", () => {
     const config = loadConfig({ ...CREDENTIALS, API_KEYS: " a, b ,,c " });
 
@@ -85,6 +89,8 @@ describe("loadConfig", () => {
     { env: { SHUTDOWN_GRACE_MS: "500" }, variable: "SHUTDOWN_GRACE_MS" },
     // A send (Betatel's 60 s, then storing it) could not finish within the default 35 s grace.
     { env: { BETATEL_TIMEOUT_MS: "60000" }, variable: "SHUTDOWN_GRACE_MS" },
+    { env: { LIVE_MAX_WATCHERS: "0" }, variable: "LIVE_MAX_WATCHERS" },
+    { env: { LIVE_MAX_WATCHERS_PER_KEY: "many" }, variable: "LIVE_MAX_WATCHERS_PER_KEY" },
     { env: { BETATEL_API_KEY: "key" }, variable: "BETATEL_ACCOUNT_ID" },
     { env: { BETATEL_ACCOUNT_ID: "account" }, variable: "BETATEL_API_KEY" },
     { env: { ...PRODUCTION, API_KEYS: "" }, variable: "API_KEYS" },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseRetryAfter } from "../src/betatel/client.ts";
 import { toDate, toStatus } from "../src/betatel/delivery-record.ts";
+import { changedUuids } from "../src/live/publish.ts";
 import { hasReached } from "../src/live/wait.ts";
 import { STATUSES, type Status } from "../src/messages/status.ts";
 
@@ -18,6 +19,16 @@ describe("hasReached (long-poll)", () => {
   });
   it("answers a wait for PENDING at once", () => {
     expect(reachedBy("PENDING")).toEqual(STATUSES);
+  });
+});
+
+describe("changedUuids (what is announced to live status)", () => {
+  it("announces applied, stale and rejected outcomes and settled buffered statuses, once each; never duplicates", () => {
+    const results = ["applied", "stale", "rejected", "duplicate", "buffered", "invalid", "applied"].map(
+      (outcome, i) => ({ uuid: i === 6 ? "u0" : `u${i}`, outcome }),
+    );
+    expect(changedUuids(results, ["u3"]).sort()).toEqual(["u0", "u1", "u2", "u3"]);
+    expect(changedUuids([{ uuid: null, outcome: "applied" }])).toEqual([]);
   });
 });
 

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
@@ -15,11 +16,13 @@ export type ChangeListener = (signal: "changed" | "closing") => void;
 /**
  * Tells in-process listeners that a message may have changed, whichever instance changed it.
  *
- * The code that changed messages calls `published(uuids)` once its transaction committed. On a Postgres
- * server that becomes a NOTIFY on `message_changed` (payload: comma-separated uuids), coalesced so that at
- * most one NOTIFY per process is in flight; one LISTEN connection per process receives them and fans them
- * out by uuid. Not a trigger on `messages`: NOTIFY holds a database-wide lock through commit, and measured
- * here a per-row trigger cut concurrent status updates from ~1700 to ~230 per second (docs/live.md).
+ * The code that changed messages calls `published(uuids)` once its transaction committed. This process's own
+ * listeners hear it at once (so they do not depend on the LISTEN connection); on a Postgres server it also
+ * becomes a NOTIFY on `message_changed` (payload: `@<instance>,uuid1,uuid2,...`), coalesced so that at most one
+ * NOTIFY per process is in flight. One LISTEN connection per process receives them, skips its own (by the
+ * instance tag: already heard) and fans the others out by uuid. Not a trigger on `messages`: NOTIFY holds a
+ * database-wide lock through commit, and measured here a per-row trigger cut concurrent status updates from
+ * ~1700 to ~230 per second (README, Live status).
  * On the embedded database there is no second connection to LISTEN on: `published` emits in-process only
  * (the embedded database serves one process anyway).
  */
@@ -43,6 +46,9 @@ export interface NotifierOptions {
   /** First and longest wait between LISTEN reconnection attempts. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** How often the LISTEN connection is probed (`SELECT 1`), and how long a probe may take before it is cut. */
+  probeMs?: number;
+  probeTimeoutMs?: number;
 }
 
 function fanOut() {
@@ -96,6 +102,8 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
   const minMs = options.reconnectMinMs ?? 250;
   const maxMs = options.reconnectMaxMs ?? 30_000;
   const hub = fanOut();
+  /** Marks this process's NOTIFYs, so that their echo is skipped (other instances skip `@` tokens too). */
+  const tag = `@${randomBytes(6).toString("hex")}`;
   let client: pg.Client | undefined;
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
@@ -105,10 +113,16 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
     const next = new pg.Client({
       connectionString: url,
       application_name: options.applicationName ?? "whatsapp-otp-tracker:listen",
+      // A NAT or proxy may drop an idle connection silently: keepalive notices a dead peer, the probe the rest.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      connectionTimeoutMillis: 10_000,
     });
     next.on("notification", (message) => {
       if (message.channel !== CHANNEL || !message.payload) return;
-      for (const uuid of message.payload.split(",")) hub.emit(uuid);
+      const tokens = message.payload.split(",");
+      if (tokens[0] === tag) return; // our own announcement: its listeners heard it when it was published
+      for (const uuid of tokens) if (!uuid.startsWith("@")) hub.emit(uuid);
     });
     next.on("error", (error) => {
       logger.warn({ err: error }, "live status: LISTEN connection failed");
@@ -156,6 +170,33 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
     scheduleReconnect();
   }
 
+  /**
+   * A silently dropped connection never errors: probe it, and cut it when the probe does not come back in time.
+   * Its "end" then reconnects, and every watcher re-reads.
+   */
+  const probeTimeoutMs = options.probeTimeoutMs ?? 5_000;
+  let probing = false;
+  const probe = setInterval(() => {
+    const current = client;
+    if (!current || probing) return;
+    probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${probeTimeoutMs} ms`)), probeTimeoutMs);
+    });
+    Promise.race([current.query("SELECT 1"), timedOut])
+      .catch((error: unknown) => {
+        if (client !== current || closed) return;
+        logger.warn({ err: error }, "live status: LISTEN connection probe failed, reconnecting");
+        current.connection.stream.destroy();
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        probing = false;
+      });
+  }, options.probeMs ?? 15_000);
+  probe.unref();
+
   const coalesceMs = options.coalesceMs ?? 10;
   const pending = new Set<string>();
   let flushing: Promise<void> | undefined;
@@ -165,7 +206,7 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
     await sleep(coalesceMs);
     while (pending.size > 0) {
       const batch: string[] = [];
-      let size = 0;
+      let size = tag.length + 1;
       for (const uuid of pending) {
         if (size + uuid.length + 1 > MAX_PAYLOAD && batch.length > 0) break;
         batch.push(uuid);
@@ -173,11 +214,10 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
       }
       for (const uuid of batch) pending.delete(uuid);
       try {
-        await db.pool.query("SELECT pg_notify($1, $2)", [CHANNEL, batch.join(",")]);
+        await db.pool.query("SELECT pg_notify($1, $2)", [CHANNEL, [tag, ...batch].join(",")]);
       } catch (error) {
-        // Other instances miss this change (their long-polls still answer at the timeout); this one hears it.
+        // Other instances miss this change until their safety re-read; this one heard it already.
         logger.warn({ err: error }, "live status: NOTIFY failed");
-        for (const uuid of batch) hub.emit(uuid);
       }
     }
     flushing = undefined;
@@ -187,14 +227,17 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
     mode: "listen",
     subscribe: hub.subscribe,
     published(uuids) {
+      const distinct = new Set(uuids);
+      for (const uuid of distinct) hub.emit(uuid);
       if (closed) return;
-      for (const uuid of uuids) if (!uuid.includes(",")) pending.add(uuid);
+      for (const uuid of distinct) if (!uuid.includes(",") && !uuid.startsWith("@")) pending.add(uuid);
       if (pending.size > 0) flushing ??= flush();
     },
     listenerCount: hub.listenerCount,
     async close() {
       await flushing;
       closed = true;
+      clearInterval(probe);
       if (retry) clearTimeout(retry);
       hub.emitter.emit(CLOSING);
       await client?.end().catch(() => {});

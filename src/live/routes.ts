@@ -1,21 +1,30 @@
 import type { RequestHandler, Response } from "express";
 import { Router } from "express";
 import { z } from "zod";
-import type { Database } from "../db/database.ts";
-import { withStorage } from "../db/errors.ts";
-import { notFound } from "../http/problem.ts";
 import { parseOrThrow } from "../http/validate.ts";
-import { findMessage } from "../messages/repository.ts";
-import { messageUuidSchema, statusSchema } from "../messages/schemas.ts";
-import type { MessageNotifier } from "./notifier.ts";
+import { type MessageView, messageUuidSchema, statusSchema } from "../messages/schemas.ts";
+import type { LiveHub } from "./hub.ts";
 import { hasReached } from "./wait.ts";
 
 export interface LiveDeps {
-  db: Database;
-  notifier: MessageNotifier;
+  hub: LiveHub;
   /** Comment lines that keep idle streams open through proxies. */
   heartbeatMs?: number;
 }
+
+/** What a browser's EventSource waits before it reconnects, sent as the stream's first line. */
+export const STREAM_RETRY_MS = 3000;
+
+/**
+ * The SSE `id:` of a message state: it grows with every change. Each stored status event counts one, and one more
+ * once it is decided (a status kept buffered and settled later changes the message without a new event).
+ */
+export function changeSequence(message: MessageView): number {
+  return message.events.reduce((sum, event) => sum + (event.outcome === "buffered" ? 1 : 2), 0);
+}
+
+/** Which caller a watcher counts against: the API key (or "open" when the service has none). */
+const callerOf = (res: Response) => res.locals.apiKeyId ?? "open";
 
 export const longPollQuerySchema = z.object({
   waitFor: z
@@ -26,74 +35,6 @@ export const longPollQuerySchema = z.object({
   timeout: z.coerce.number().int().min(1).max(60).default(30),
 });
 
-const loadMessage = async (db: Database, uuid: string) => {
-  const message = await withStorage(() => findMessage(db, uuid));
-  if (!message) throw notFound(`No message with uuid ${uuid}.`, "message_not_found");
-  return message;
-};
-
-/**
- * Calls `onChange` with the message each time it may have changed, one read at a time (a signal that arrives
- * during a read causes one more read after it, not a pile of them). Subscribes before the first read, so a
- * change between the two is never missed. Returns the first read, `resume` (call it once the first read is
- * handled: changes flow from then on) and `stop`.
- */
-async function watchMessage(
-  deps: LiveDeps,
-  uuid: string,
-  onChange: (message: Awaited<ReturnType<typeof loadMessage>>) => void,
-  onClosing: () => void,
-) {
-  let reading = false;
-  let again = false;
-  let stopped = false;
-  // Signals before the caller has handled the first read are held back and answered by one read after it.
-  let started = false;
-  let missed = false;
-  let closing = false;
-  const reread = async () => {
-    if (reading) {
-      again = true;
-      return;
-    }
-    reading = true;
-    try {
-      do {
-        again = false;
-        const message = await findMessage(deps.db, uuid);
-        if (message && !stopped) onChange(message);
-      } while (again && !stopped);
-    } catch {
-      // The database hiccuped: the next signal (or the timeout) reads again.
-    } finally {
-      reading = false;
-    }
-  };
-  const unsubscribe = deps.notifier.subscribe(uuid, (signal) => {
-    if (signal === "closing") {
-      if (started) onClosing();
-      else closing = true;
-    } else if (started) void reread();
-    else missed = true;
-  });
-  const stop = () => {
-    stopped = true;
-    unsubscribe();
-  };
-  try {
-    const first = await loadMessage(deps.db, uuid);
-    const resume = () => {
-      started = true;
-      if (closing) onClosing();
-      else if (missed) void reread();
-    };
-    return { first, stop, resume };
-  } catch (error) {
-    stop();
-    throw error;
-  }
-}
-
 /** `GET /:uuid/stream` (Server-Sent Events) and the `waitFor`/`timeout` long-poll of `GET /:uuid`. */
 export function liveRouter(deps: LiveDeps): Router {
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
@@ -101,19 +42,18 @@ export function liveRouter(deps: LiveDeps): Router {
 
   router.get("/:uuid/stream", async (req, res) => {
     const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
-    let last = "";
-    const send = (message: unknown) => {
+    // A reconnecting EventSource sends the last id it saw: if the message is still there, nothing is repeated.
+    const resumedFrom = req.get("last-event-id")?.trim();
+    let last: string | undefined;
+    const send = (message: MessageView) => {
       const data = JSON.stringify(message);
-      if (data === last) return; // a signal without a visible change (e.g. after a LISTEN reconnect)
+      if (data === last) return; // a re-read without a visible change (safety net, LISTEN reconnect)
+      const id = String(changeSequence(message));
+      const seenBefore = last === undefined && id === resumedFrom;
       last = data;
-      res.write(`data: ${data}\n\n`);
+      if (!seenBefore) res.write(`id: ${id}\ndata: ${data}\n\n`);
     };
-    const watch = await watchMessage(
-      deps,
-      uuid,
-      (message) => send(message),
-      () => res.end(),
-    );
+    const watch = await deps.hub.watch(uuid, callerOf(res), { onMessage: send, onClosing: () => res.end() });
     if (!res.socket || res.socket.destroyed) return watch.stop(); // the client left during the first read
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
@@ -122,14 +62,14 @@ export function liveRouter(deps: LiveDeps): Router {
       // nginx and similar proxies would otherwise buffer the stream.
       "x-accel-buffering": "no",
     });
-    res.flushHeaders();
+    res.write(`retry: ${STREAM_RETRY_MS}\n\n`);
     send(watch.first);
-    watch.resume();
     const heartbeat = setInterval(() => res.write(": heartbeat\n\n"), heartbeatMs);
     res.on("close", () => {
       clearInterval(heartbeat);
       watch.stop();
     });
+    watch.resume();
   });
 
   return router;
@@ -150,15 +90,13 @@ export function longPoll(deps: LiveDeps): RequestHandler {
     );
     let timer: NodeJS.Timeout | undefined;
     let answered = false;
-    const watch = await watchMessage(
-      deps,
-      uuid,
-      (message) => {
+    const watch = await deps.hub.watch(uuid, callerOf(res), {
+      onMessage(message) {
         latest = message;
         if (reached(message)) done(message);
       },
-      () => done(latest),
-    );
+      onClosing: () => done(latest),
+    });
     if (!res.socket || res.socket.destroyed) return watch.stop();
     let latest = watch.first;
     const startStatus = watch.first.status;
@@ -178,8 +116,9 @@ export function longPoll(deps: LiveDeps): RequestHandler {
     });
     if (query.waitFor && reached(latest)) return done(latest);
     timer = setTimeout(() => {
-      // At the timeout: the current state, read fresh.
-      findMessage(deps.db, uuid)
+      // At the timeout: the current state, read fresh (in case an announcement was lost).
+      watch
+        .current()
         .then((message) => done(message ?? latest))
         .catch(() => done(latest));
     }, query.timeout * 1000);

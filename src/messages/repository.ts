@@ -78,7 +78,7 @@ type MessageWithEvent = Message & { eventStatus: MessageEvent["status"] | null }
   [K in "outcome" | "occurredAt" | "receivedAt" | "source"]: MessageEvent[K] | null;
 };
 
-export async function findMessage(db: Database, uuid: string): Promise<MessageView | undefined> {
+export async function findMessage(db: Pick<Database, "pool">, uuid: string): Promise<MessageView | undefined> {
   const { rows } = await db.pool.query<MessageWithEvent>({ name: "find_message", text: FIND_MESSAGE, values: [uuid] });
   const message = rows[0];
   if (!message) return undefined;

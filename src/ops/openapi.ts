@@ -60,6 +60,7 @@ const PROBLEMS = {
   413: problem("`payload_too_large`"),
   415: problem("`unsupported_media_type`: send application/json"),
   422: problem("`provider_rejected` (Betatel refused the request) or `idempotency_key_reused` (different body)"),
+  429: problem("`too_many_watchers`: this instance or this API key has its most streams and long-polls open"),
   502: problem("`provider_auth_failed`, `provider_payment_required` or `provider_unavailable`"),
   503: problem(
     "`storage_unavailable`: the database failed (with `uuid` if Betatel had already accepted); on a send also `shutting_down` (nothing sent, retry)",
@@ -148,7 +149,8 @@ function getMessage(summary: string): Json {
     ],
     responses: {
       200: { description: "The message with its events, oldest first.", content: json("Message") },
-      ...problems(400, 401, 404, 503),
+      // 429 too_many_watchers: a long-poll over the watcher caps.
+      ...problems(400, 401, 404, 429, 503),
     },
   };
 }
@@ -204,7 +206,7 @@ export function buildOpenApiDocument(): Json {
         get: {
           summary: "Live status as Server-Sent Events",
           description:
-            "First event: the message as GET returns it; then one event per status change, from whichever instance made it. Heartbeat comments keep the stream open.",
+            "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`.",
           tags: ["messages"],
           security: API_KEY,
           parameters: [uuidParameter],
@@ -213,7 +215,7 @@ export function buildOpenApiDocument(): Json {
               description: "`data:` lines, each a JSON Message.",
               content: { "text/event-stream": { schema: { type: "string" }, "x-item-schema": ref("Message") } },
             },
-            ...problems(400, 401, 404, 503),
+            ...problems(400, 401, 404, 429, 503),
           },
         },
       },

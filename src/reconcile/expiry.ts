@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { MessageNotifier } from "../live/notifier.ts";
+import { changedUuids } from "../live/publish.ts";
 import { applyStatusEvents, type StatusEvent } from "../webhooks/apply.ts";
 
 export interface ExpiryOptions {
@@ -45,10 +46,12 @@ export function createExpiry(options: ExpiryOptions) {
         errorMessage: null,
         wamId: null,
       }));
-      const outcomes = await applyStatusEvents(options.pool, events);
-      const applied = events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid);
-      expired += applied.length;
-      options.notifier?.published(applied);
+      const settled = new Set<string>();
+      const outcomes = await applyStatusEvents(options.pool, events, settled);
+      expired += outcomes.filter((outcome) => outcome === "applied").length;
+      // Every change a reader can see, not only the expiries (a status that won the race adds an event too).
+      const results = events.map((event, i) => ({ uuid: event.uuid, outcome: outcomes[i] }));
+      options.notifier?.published(changedUuids(results, settled));
       if (rows.length < options.batchSize) break;
     }
     if (expired > 0) options.logger.info({ expired, expireAfterMs: options.expireAfterMs }, "expired messages");

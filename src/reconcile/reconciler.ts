@@ -4,6 +4,7 @@ import type { Betatel, DeliveryRecord } from "../betatel/client.ts";
 import { toDate, toStatus } from "../betatel/delivery-record.ts";
 import { BetatelError } from "../betatel/errors.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
+import { changedUuids } from "../live/publish.ts";
 import type { Status } from "../messages/status.ts";
 import { applyStatusEvents, errorReason, type StatusEvent } from "../webhooks/apply.ts";
 
@@ -242,18 +243,17 @@ export function createReconciler(options: ReconcilerOptions) {
     if (failed.length > 0) await options.pool.query(CHECK_FAILED, [failed]);
     if (handedBack.length > 0) await options.pool.query(RELEASE, [handedBack]);
     if (events.length > 0) {
-      const outcomes = await applyStatusEvents(options.pool, events);
-      // Every row an event changed (a status moved, or a back-filled time): its watchers are told.
-      const changed = new Set(
-        events.filter((_, i) => outcomes[i] === "applied" || outcomes[i] === "stale").map((e) => e.uuid),
-      );
+      const settled = new Set<string>();
+      const outcomes = await applyStatusEvents(options.pool, events, settled);
       const moved = new Set(events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid));
       for (const uuid of new Set(events.map((e) => e.uuid))) {
         const result = moved.has(uuid) ? "applied" : "unchanged";
         summary[result]++;
         count(result);
       }
-      options.notifier?.published([...changed]);
+      // Live status: every change a reader can see (a stale back-fill or a rejected event too).
+      const results = events.map((event, i) => ({ uuid: event.uuid, outcome: outcomes[i] }));
+      options.notifier?.published(changedUuids(results, settled));
     }
 
     const level = summary.claimed > 0 || summary.backoff ? "info" : "debug";

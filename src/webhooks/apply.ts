@@ -160,8 +160,13 @@ async function retryOnConflict<T>(work: () => Promise<T>): Promise<T> {
 /**
  * Stores and applies status events atomically, then settles any that were buffered (see `settleBuffered`).
  * Returns one outcome per event, in order. Nothing is answered before the events are committed.
+ * `settledUuids` collects the uuids whose buffered events were settled (live status announces them).
  */
-export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): Promise<AppliedOutcome[]> {
+export async function applyStatusEvents(
+  pool: pg.Pool,
+  events: StatusEvent[],
+  settledUuids?: Set<string>,
+): Promise<AppliedOutcome[]> {
   if (events.length === 0) return [];
   const groups = waves(events);
   const outcomes: AppliedOutcome[] = new Array(events.length);
@@ -189,6 +194,7 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
 
   for (const uuid of toSettle) {
     const settled = await retryOnConflict(() => inTransaction(pool, (sql) => settleBuffered(sql, uuid)));
+    if (settled.size > 0) settledUuids?.add(uuid);
     events.forEach((event, i) => {
       const outcome = settled.get(event.status);
       if (event.uuid === uuid && outcomes[i] === "buffered" && outcome) outcomes[i] = outcome;
@@ -265,7 +271,7 @@ export function errorReason(error: unknown): { code: string | null; message: str
  * leaves behind (the sender's retry would settle it too, but a sender may never retry). Run periodically by
  * the reconcile job; returns how many uuids it settled.
  */
-export async function settleStragglers(pool: pg.Pool, limit = 100): Promise<number> {
+export async function settleStragglers(pool: pg.Pool, limit = 100, settledUuids?: Set<string>): Promise<number> {
   const { rows } = await pool.query<{ uuid: string }>(
     `SELECT DISTINCT e.uuid FROM message_events e
      WHERE e.outcome = 'buffered' AND EXISTS (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)
@@ -274,6 +280,7 @@ export async function settleStragglers(pool: pg.Pool, limit = 100): Promise<numb
   );
   for (const { uuid } of rows) {
     await retryOnConflict(() => inTransaction(pool, (sql) => settleBuffered(sql, uuid)));
+    settledUuids?.add(uuid);
   }
   return rows.length;
 }

@@ -14,8 +14,8 @@ export interface WebhookDeps {
   db: Database;
   secret: string | undefined;
   signingSecret: string | undefined;
-  /** Called after events are stored, with the uuids whose rows may have changed. */
-  onApplied?: (results: WebhookResult[]) => void;
+  /** Called after events are stored, with the results and the uuids whose buffered statuses were settled. */
+  onApplied?: (results: WebhookResult[], settled: Set<string>) => void;
 }
 
 export interface WebhookResult {
@@ -66,7 +66,9 @@ export function webhookRouter(deps: WebhookDeps): Router {
         throw validationFailed((parsed[0] as { errors: FieldError[] }).errors);
       }
       const events = parsed.flatMap((item) => (item.ok ? [item.event] : []));
-      const outcomes = await withStorage(() => applyStatusEvents(deps.db.pool, events)).catch((error: unknown) => {
+      const settled = new Set<string>();
+      const apply = () => applyStatusEvents(deps.db.pool, events, settled);
+      const outcomes = await withStorage(apply).catch((error: unknown) => {
         // Still conflicting after the retries: nothing was lost, so ask the sender to retry rather than 500.
         throw isTransientConflict(error) ? storageUnavailable() : error;
       });
@@ -85,7 +87,7 @@ export function webhookRouter(deps: WebhookDeps): Router {
           errors: item.errors.map((error) => ({ ...error, path: `${prefix}.${error.path}` })),
         };
       });
-      deps.onApplied?.(results);
+      deps.onApplied?.(results, settled);
       res.json({ results });
     },
   );

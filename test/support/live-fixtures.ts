@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Express } from "express";
 
@@ -32,9 +32,9 @@ export interface EventStream {
   close(): void;
 }
 
-export async function openEventStream(url: string): Promise<EventStream> {
+export async function openEventStream(url: string, headers: Record<string, string> = {}): Promise<EventStream> {
   const abort = new AbortController();
-  const response = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream" } });
+  const response = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream", ...headers } });
   const events: unknown[] = [];
   const comments: string[] = [];
   if (response.ok && response.body) {
@@ -124,4 +124,64 @@ export async function startServiceProcess(
       await exited;
     },
   };
+}
+
+/**
+ * One HTTP request on its own raw socket, for tests that hold thousands of streams or long-polls open (a fetch per
+ * stream costs the test process far more). `received()` is everything the server sent so far.
+ */
+export interface RawRequest {
+  socket: Socket;
+  received(): string;
+  /** The response's status code, once its status line arrived. */
+  status(timeoutMs?: number): Promise<number>;
+  /** How many SSE `data:` events arrived. */
+  events(): number;
+  close(): void;
+}
+
+export function rawRequest(url: string, path: string, headers: Record<string, string> = {}): RawRequest {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  let text = "";
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    text += chunk;
+  });
+  socket.on("error", () => {});
+  const head = Object.entries({ host: `${hostname}:${port}`, ...headers })
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
+  socket.write(`GET ${path} HTTP/1.1\r\n${head}\r\n`);
+  return {
+    socket,
+    received: () => text,
+    async status(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const match = /^HTTP\/1\.1 (\d{3})/.exec(text);
+        if (match) return Number(match[1]);
+        if (Date.now() > deadline) throw new Error(`no status line within ${timeoutMs} ms`);
+        await sleep(10);
+      }
+    },
+    events: () => text.split("\ndata: ").length - 1,
+    close: () => socket.destroy(),
+  };
+}
+
+/** Opens `count` raw requests, `batch` at a time, each answered with its status line before the next batch. */
+export async function openRawRequests(
+  count: number,
+  open: (index: number) => RawRequest,
+  batch = 100,
+): Promise<{ requests: RawRequest[]; statuses: number[] }> {
+  const requests: RawRequest[] = [];
+  const statuses: number[] = [];
+  for (let start = 0; start < count; start += batch) {
+    const opened = Array.from({ length: Math.min(batch, count - start) }, (_, k) => open(start + k));
+    requests.push(...opened);
+    statuses.push(...(await Promise.all(opened.map((request) => request.status()))));
+  }
+  return { requests, statuses };
 }

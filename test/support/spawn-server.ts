@@ -17,14 +17,18 @@ export interface SpawnedServer {
  * Runs `node --import tsx src/server.ts` with exactly `env` (plus PATH), as an operator would start it. One
  * process, not the `tsx` wrapper (which forks a child): a signal sent to it reaches the server itself.
  */
-export function runServer(env: Record<string, string>): {
+export function runServer(
+  env: Record<string, string>,
+  nodeFlags: string[] = [],
+): {
   child: ChildProcess;
   output(): string;
   exited: Promise<number | string>;
 } {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+  const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", "src/server.ts"], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
+    // Most tests share the run's database: the sweep (expiry) would expire other files' old rows. On if asked.
+    env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", SWEEP_INTERVAL_MS: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let text = "";
@@ -40,9 +44,22 @@ export function runServer(env: Record<string, string>): {
   return { child, output: () => text, exited };
 }
 
+/** The node flags `npm start` and `npm run serve` give the service (its heap size). */
+export async function productionNodeFlags(): Promise<string[]> {
+  const { readFile } = await import("node:fs/promises");
+  const manifest = JSON.parse(await readFile(path.join(ROOT, "package.json"), "utf8")) as {
+    scripts: { serve: string };
+  };
+  return manifest.scripts.serve.split(/\s+/).filter((word) => /^--max-[a-z-]+=\d+$/.test(word));
+}
+
 /** Starts the server and waits for its "listening" log line. */
-export async function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
-  const run = runServer(env);
+export async function spawnServer(
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+  nodeFlags: string[] = [],
+): Promise<SpawnedServer> {
+  const run = runServer(env, nodeFlags);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const match = /"port":(\d+)[^\n]*"msg":"listening"/.exec(run.output());

@@ -9,6 +9,11 @@ export interface TcpProxy {
   stop(): Promise<void>;
   /** "The database is back": accepts connections again on the same port. */
   start(): Promise<void>;
+  /**
+   * "A NAT dropped the flows": the connections open now stay open but carry nothing more, in either direction,
+   * and nothing tells either end. New connections work.
+   */
+  blackhole(): void;
   close(): Promise<void>;
 }
 
@@ -18,6 +23,7 @@ export interface TcpProxy {
  */
 export async function startTcpProxy(targetPort = 5432, targetHost = "127.0.0.1"): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
+  const pairs = new Set<[Socket, Socket]>();
   let server: Server | undefined;
   let port = 0;
 
@@ -26,11 +32,14 @@ export async function startTcpProxy(targetPort = 5432, targetHost = "127.0.0.1")
       const next = createServer((client) => {
         const upstream = new Socket();
         sockets.add(client).add(upstream);
+        const pair: [Socket, Socket] = [client, upstream];
+        pairs.add(pair);
         const drop = () => {
           client.destroy();
           upstream.destroy();
           sockets.delete(client);
           sockets.delete(upstream);
+          pairs.delete(pair);
         };
         client.on("error", drop).on("close", drop);
         upstream.on("error", drop).on("close", drop);
@@ -68,6 +77,15 @@ export async function startTcpProxy(targetPort = 5432, targetHost = "127.0.0.1")
     },
     stop,
     start: listen,
+    blackhole() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+      pairs.clear();
+    },
     close: stop,
   };
 }
