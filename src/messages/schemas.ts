@@ -39,6 +39,7 @@ export const metadataSchema = z
   .meta({
     description: `Your labels: at most ${METADATA_MAX_KEYS} keys with string, number or boolean values, at most 2 KiB as JSON.`,
     example: { flow: "signup", attempt: 1 },
+    maxProperties: METADATA_MAX_KEYS,
   });
 
 export const sendMessageBodySchema = z
