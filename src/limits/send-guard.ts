@@ -19,8 +19,12 @@ export interface SendGuardOptions {
   onRefused?: (reason: RefusalReason, team: string) => void;
 }
 
-/** Runs just before Betatel is called; throws the refusal (422 or 429) when a limit says no. */
-export type SendGuard = (send: { to: string; team: string }) => Promise<void>;
+export interface SendGuard {
+  /** Runs just before Betatel is called; throws the refusal (422 or 429) when a limit says no. */
+  check(send: { to: string; team: string }): Promise<void>;
+  /** Whether `check` queries the database (then it also proves the database is up before anything is sent). */
+  usesDatabase: boolean;
+}
 
 /**
  * The abuse limits on a send: the recipient's country, then its send count (which also counts this send when
@@ -33,7 +37,7 @@ export function createSendGuard(options: SendGuardOptions): SendGuard {
     logger.warn({ reason, team: send.team, to: maskPhone(send.to), code: error.code }, "send refused by a limit");
     return error;
   };
-  return async (send) => {
+  const check = async (send: { to: string; team: string }) => {
     if (allowedCountries) {
       const country = parsePhoneNumberFromString(`+${send.to}`)?.country;
       if (!country || !allowedCountries.has(country)) {
@@ -65,4 +69,5 @@ export function createSendGuard(options: SendGuardOptions): SendGuard {
       ),
     );
   };
+  return { check, usesDatabase: recipientLimits.length > 0 };
 }

@@ -71,12 +71,12 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
       claimIdempotencyKey(db, scope, key, fingerprint, deps.betatelTimeoutMs + 15_000),
     );
     if (claim.kind === "replay") return claim.answer;
-  } else if (!deps.guard) {
+  } else if (!deps.guard?.usesDatabase) {
     await withStorage(() => db.pool.query("SELECT 1"));
   }
   if (deps.guard) {
     try {
-      await deps.guard({ to: request.body.to, team: request.team });
+      await deps.guard.check({ to: request.body.to, team: request.team });
     } catch (error) {
       // Refused (or the database failed) before anything was sent: the key may be used again.
       if (key) await releaseIdempotencyKey(db, scope, key).catch(() => {});
