@@ -115,6 +115,45 @@ describe("per-recipient limit (RECIPIENT_LIMITS)", () => {
     expect(one.betatel.requests).toHaveLength(5);
   });
 
+  it("when a request is replayed with its Idempotency-Key, then the replay is not counted (nothing is sent)", async () => {
+    reset();
+    const to = aPhoneNumber();
+    const answers = [];
+    for (let i = 0; i < 7; i++) {
+      answers.push(
+        await request(one.app)
+          .post("/v1/messages")
+          .set({ "x-api-key": "limits-a", "idempotency-key": "same-send" })
+          .send({ to, text: "Your code is 777777" }),
+      );
+    }
+
+    expect(answers.map((res) => res.status)).toEqual([201, 201, 201, 201, 201, 201, 201]);
+    expect(new Set(answers.map((res) => res.body.uuid)).size).toBe(1);
+    const [count] = await scratch.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM recipient_sends WHERE "to" = $1`,
+      [to],
+    );
+    expect(count?.n).toBe(1);
+  });
+
+  it("when a send with an Idempotency-Key is refused by the limit, then the key is free again for a later attempt", async () => {
+    reset();
+    const to = aPhoneNumber();
+    await sentBefore(to, [1_000, 2_000, 3_000, 4_000, 5_000]);
+    const attempt = () =>
+      request(one.app)
+        .post("/v1/messages")
+        .set({ "x-api-key": "limits-a", "idempotency-key": "refused-then-ok" })
+        .send({ to, text: "Your code is 888888" });
+
+    expect((await attempt()).status).toBe(429);
+    await scratch.query(`DELETE FROM recipient_sends WHERE "to" = $1`, [to]); // the window has passed
+
+    expect((await attempt()).status).toBe(201);
+    expect(betatelCalls()).toBe(1);
+  });
+
   it("when a send is refused, then the log has the masked number (never the number) and the metric counts it", async () => {
     reset();
     const to = aPhoneNumber();
