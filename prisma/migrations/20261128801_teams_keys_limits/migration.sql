@@ -9,8 +9,10 @@ ALTER TABLE "messages" ADD COLUMN "metadata" JSONB;
 ALTER TABLE "messages" ADD COLUMN "verification_id" TEXT;
 
 -- The list is always within one team, newest first; with `reference` it is one team's messages for that id.
+-- Partial: sends without a reference cost no write to it.
 CREATE INDEX "messages_team_created_at_uuid_idx" ON "messages"("team", "created_at" DESC, "uuid" DESC);
-CREATE INDEX "messages_team_reference_created_at_uuid_idx" ON "messages"("team", "reference", "created_at" DESC, "uuid" DESC);
+CREATE INDEX "messages_team_reference_created_at_uuid_idx" ON "messages"("team", "reference", "created_at" DESC, "uuid" DESC)
+    WHERE "reference" IS NOT NULL;
 
 -- API keys managed with `npm run keys`: only a sha256 of the key is kept (see README, API keys).
 CREATE TABLE "api_keys" (
