@@ -6,7 +6,10 @@ import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
-import { securityHeaders, sendRateLimit } from "./http/security.ts";
+import { securityHeaders } from "./http/security.ts";
+import { createKeyResolver, type KeyResolver } from "./keys/resolver.ts";
+import { sendRateLimit } from "./limits/key-rate-limit.ts";
+import { createSendGuard } from "./limits/send-guard.ts";
 import { createLiveHub, type LiveHub } from "./live/hub.ts";
 import { registerLiveMetrics } from "./live/metrics.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
@@ -41,6 +44,8 @@ export interface AppDeps {
   live?: LiveHub;
   /** SSE heartbeat period; tests shorten it. */
   heartbeatMs?: number;
+  /** Who a presented API key is (API_KEYS and the api_keys table); built from config and db by default. */
+  keys?: KeyResolver;
 }
 
 /** Builds the HTTP app from its dependencies. Opens nothing and listens nowhere: `server.ts` does. */
@@ -52,7 +57,7 @@ export function createApp(deps: AppDeps): express.Express {
     deps.live ??
     createLiveHub({
       notifier: deps.notifier ?? createLocalNotifier(),
-      read: (uuid) => findMessage(db, uuid),
+      read: (uuid, team) => findMessage(db, uuid, team),
       limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
     });
   registerLiveMetrics(metrics.registry, hub);
@@ -80,16 +85,36 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
 
+  const keys = deps.keys ?? createKeyResolver({ db, staticKeys: config.API_KEYS });
+  const refused = (reason: string, team: string) => metrics.sendRefusals.inc({ reason, team: metrics.teamLabel(team) });
+  const guard = createSendGuard({
+    db,
+    logger,
+    recipientLimits: config.RECIPIENT_LIMITS,
+    allowedCountries: config.ALLOWED_COUNTRIES,
+    onRefused: refused,
+  });
   const messages = messagesRouter({
     db,
     betatel,
     logger,
     betatelTimeoutMs: config.BETATEL_TIMEOUT_MS,
     inFlight: deps.inFlightSends,
+    guard,
   });
   const v1 = Router();
-  v1.use(requireApiKey(config.API_KEYS));
-  v1.post("/messages", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));
+  v1.use(requireApiKey(keys));
+  v1.post("/messages", (_req, res, next) => {
+    res.on("finish", () => metrics.sends.inc({ team: metrics.teamLabel(res.locals.team), status: res.statusCode }));
+    next();
+  });
+  v1.post(
+    "/messages",
+    sendRateLimit(db, config.RATE_LIMIT_PER_MINUTE, (team) => {
+      refused("key", team);
+      logger.warn({ reason: "key", team }, "send refused by a limit");
+    }),
+  );
   // The list; the live routes; the messages router serves POST / and GET /:uuid.
   v1.get("/messages", listMessagesRoute(db));
   v1.use("/messages", liveRouter(live));
@@ -97,7 +122,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use("/messages", messages);
   app.use("/v1", v1);
   // The path the service's users named; same handlers and same key as /v1.
-  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), longPoll(live), getMessage(db));
+  app.get("/messages/:uuid", requireApiKey(keys), longPoll(live), getMessage(db));
 
   app.use(notFoundHandler);
   app.use(problemHandler);

@@ -11,9 +11,9 @@ import { createLogger } from "./http/logging.ts";
 import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
 import { createLiveHub } from "./live/hub.ts";
 import { createMessageNotifier } from "./live/notifier.ts";
+import { openLiveReads } from "./live/reads.ts";
 import { createInFlightSends } from "./messages/in-flight.ts";
 import { createMetrics } from "./ops/metrics.ts";
-import { openLiveReads } from "./live/reads.ts";
 import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob, createSweepJob } from "./reconcile/job.ts";
@@ -69,7 +69,9 @@ const betatel =
 
 if (sandbox) logger.warn("SANDBOX MODE: no Betatel credentials, NOTHING IS SENT TO WHATSAPP; statuses are simulated");
 if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook accepts unauthenticated requests");
-if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it");
+if (config.API_KEYS.length === 0) {
+  logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it until a key is created with `npm run keys`");
+}
 
 // Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
 const notifier = await createMessageNotifier(db, { logger });

@@ -53,9 +53,9 @@ async function startLive(env: Record<string, string> = {}, rereadMs?: number): P
   const hub = createLiveHub({
     // Not closed with the app: the notifier is shared by this file's tests.
     notifier: { ...notifier, close: async () => {} },
-    read: (uuid) => {
+    read: (uuid, team) => {
       reads++;
-      return findMessage(db, uuid);
+      return findMessage(db, uuid, team);
     },
     limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
     rereadMs,

@@ -127,9 +127,9 @@ describe.skipIf(embedded)("the LISTEN connection", () => {
     const main = await openTestDatabase(1);
     const hub = createLiveHub({
       notifier,
-      read: (uuid) => {
+      read: (uuid, team) => {
         reads++;
-        return liveReads.read(uuid);
+        return liveReads.read(uuid, team);
       },
       readConcurrency: liveReads.concurrency,
       limits: { maxWatchers: 5000, maxWatchersPerKey: 5000 },

@@ -13,7 +13,8 @@ export interface LiveLimits {
 export interface LiveHubOptions {
   notifier: MessageNotifier;
   /** Reads one message for the watchers (on its own small pool, never the write path's). */
-  read: (uuid: string) => Promise<MessageView | undefined>;
+  /** Reads a message of one team (another team's message reads as absent). */
+  read: (uuid: string, team: string) => Promise<MessageView | undefined>;
   limits: LiveLimits;
   /**
    * Reads run at most this many at a time (the read pool's size): a burst of re-reads waits its turn here rather
@@ -48,7 +49,7 @@ export interface LiveHub {
    * Watches `uuid` for the caller `key`. Throws 429 `too_many_watchers` over a cap, 503 `shutting_down` once the
    * process is stopping, 404 for an unknown uuid, 503 `storage_unavailable` when it cannot be read.
    */
-  watch(uuid: string, key: string, handlers: WatchHandlers): Promise<Watch>;
+  watch(uuid: string, team: string, key: string, handlers: WatchHandlers): Promise<Watch>;
   /** Announces committed changes (to this process's watchers at once, and to every other instance). */
   published(uuids: Iterable<string>): void;
   watcherCount(uuid?: string): number;
@@ -62,9 +63,13 @@ interface Entry extends WatchHandlers {
   held?: MessageView;
 }
 
-/** All watchers of one uuid: one subscription and at most one read in flight, whatever their number. */
+/**
+ * All watchers of one uuid in one team: one subscription and at most one read in flight, whatever their number.
+ * (A message belongs to one team: watchers of any other team were refused at their first read.)
+ */
 interface Group {
   uuid: string;
+  team: string;
   entries: Set<Entry>;
   reading?: Promise<MessageView | undefined>;
   /** A change was signalled during the read in flight: read once more after it. */
@@ -110,11 +115,11 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   const readConcurrency = options.readConcurrency ?? 2;
   let activeReads = 0;
   const queued: Array<() => void> = [];
-  async function readInTurn(uuid: string): Promise<MessageView | undefined> {
+  async function readInTurn(uuid: string, team: string): Promise<MessageView | undefined> {
     if (activeReads < readConcurrency) activeReads++;
     else await new Promise<void>((resolve) => queued.push(resolve)); // the slot is handed over, not re-counted
     try {
-      return await read(uuid);
+      return await read(uuid, team);
     } finally {
       const next = queued.shift();
       if (next) next();
@@ -123,7 +128,7 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   }
 
   function readGroup(group: Group): Promise<MessageView | undefined> {
-    const reading = readInTurn(group.uuid).then(
+    const reading = readInTurn(group.uuid, group.team).then(
       (message) => {
         group.reading = undefined;
         if (message) broadcast(group, message);
@@ -156,15 +161,16 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
     readGroup(group).catch(() => {});
   }
 
-  function groupOf(uuid: string): Group {
-    const existing = groups.get(uuid);
+  const groupKey = (uuid: string, team: string) => `${team}\n${uuid}`;
+  function groupOf(uuid: string, team: string): Group {
+    const existing = groups.get(groupKey(uuid, team));
     if (existing) return existing;
-    const group: Group = { uuid, entries: new Set(), again: false, unsubscribe: () => {} };
+    const group: Group = { uuid, team, entries: new Set(), again: false, unsubscribe: () => {} };
     // The hub ends its watchers itself on close; the notifier's "closing" needs no answer here.
     group.unsubscribe = notifier.subscribe(uuid, (signal) => {
       if (signal === "changed") changed(group);
     });
-    groups.set(uuid, group);
+    groups.set(groupKey(uuid, team), group);
     return group;
   }
 
@@ -200,18 +206,18 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   safetyNet?.unref();
 
   return {
-    async watch(uuid, key, handlers) {
+    async watch(uuid, team, key, handlers) {
       const release = reserve(key);
-      const group = groupOf(uuid);
+      const group = groupOf(uuid, team);
       const entry: Entry = { ...handlers, started: false };
       // Joined before the first read: a change committed after that read began signals one more read.
       group.entries.add(entry);
       const stop = () => {
         release();
         group.entries.delete(entry);
-        if (group.entries.size === 0 && groups.get(uuid) === group) {
+        if (group.entries.size === 0 && groups.get(groupKey(uuid, team)) === group) {
           group.unsubscribe();
-          groups.delete(uuid);
+          groups.delete(groupKey(uuid, team));
         }
       };
       try {
@@ -236,7 +242,10 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
       notifier.published(uuids);
     },
     watcherCount(uuid) {
-      return uuid === undefined ? total : (groups.get(uuid)?.entries.size ?? 0);
+      if (uuid === undefined) return total;
+      let count = 0;
+      for (const group of groups.values()) if (group.uuid === uuid) count += group.entries.size;
+      return count;
     },
     async close() {
       if (closing) return;

@@ -4,7 +4,7 @@ import { findMessage } from "../messages/repository.ts";
 import type { MessageView } from "../messages/schemas.ts";
 
 export interface LiveReads {
-  read(uuid: string): Promise<MessageView | undefined>;
+  read(uuid: string, team: string): Promise<MessageView | undefined>;
   /** How many reads can run at once (the pool's connections). */
   concurrency: number;
   close(): Promise<void>;
@@ -19,7 +19,7 @@ export const LIVE_READ_POOL_SIZE = 2;
  * connections webhooks and sends need. The embedded database is one session: it reads through the main pool.
  */
 export function openLiveReads(db: Database, size = LIVE_READ_POOL_SIZE): LiveReads {
-  if (!db.url) return { read: (uuid) => findMessage(db, uuid), concurrency: 1, close: async () => {} };
+  if (!db.url) return { read: (uuid, team) => findMessage(db, uuid, team), concurrency: 1, close: async () => {} };
   const pool = new pg.Pool({
     connectionString: db.url,
     max: size,
@@ -34,7 +34,7 @@ export function openLiveReads(db: Database, size = LIVE_READ_POOL_SIZE): LiveRea
   pool.on("connect", (client) => client.on("error", () => {}));
   let closed: Promise<void> | undefined;
   return {
-    read: (uuid) => findMessage({ pool }, uuid),
+    read: (uuid, team) => findMessage({ pool }, uuid, team),
     concurrency: size,
     close: () => {
       closed ??= pool.end();

@@ -53,7 +53,10 @@ export function liveRouter(deps: LiveDeps): Router {
       last = data;
       if (!seenBefore) res.write(`id: ${id}\ndata: ${data}\n\n`);
     };
-    const watch = await deps.hub.watch(uuid, callerOf(res), { onMessage: send, onClosing: () => res.end() });
+    const watch = await deps.hub.watch(uuid, res.locals.team, callerOf(res), {
+      onMessage: send,
+      onClosing: () => res.end(),
+    });
     if (!res.socket || res.socket.destroyed) return watch.stop(); // the client left during the first read
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
@@ -90,7 +93,7 @@ export function longPoll(deps: LiveDeps): RequestHandler {
     );
     let timer: NodeJS.Timeout | undefined;
     let answered = false;
-    const watch = await deps.hub.watch(uuid, callerOf(res), {
+    const watch = await deps.hub.watch(uuid, res.locals.team, callerOf(res), {
       onMessage(message) {
         latest = message;
         if (reached(message)) done(message);

@@ -5,6 +5,7 @@ import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
 import { isDatabaseUnavailable, withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
+import type { SendGuard } from "../limits/send-guard.ts";
 import { claimedSendMs, STORE_BUDGET_MS } from "./deadlines.ts";
 import {
   claimIdempotencyKey,
@@ -25,6 +26,8 @@ export interface SendDeps {
   betatelTimeoutMs: number;
   /** Sends in progress, which shutdown waits for; none tracked when absent. */
   inFlight?: InFlightSends;
+  /** The abuse limits (src/limits), checked after the idempotency claim and before Betatel is called. */
+  guard?: SendGuard;
 }
 
 export interface SendRequest {
@@ -32,6 +35,8 @@ export interface SendRequest {
   idempotencyKey: string | undefined;
   apiKeyId: string;
   apiKey: string;
+  /** The caller's team: the message is stamped with it. */
+  team: string;
 }
 
 const PROVIDER_PROBLEMS: Record<BetatelFailure, { status: number; code: string; title: string }> = {
@@ -93,7 +98,9 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
 
 async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): Promise<StoredAnswer> {
   const { db, betatel, logger } = deps;
-  const { idempotencyKey: key, apiKeyId: scope } = request;
+  const { idempotencyKey: key } = request;
+  // Idempotency keys are the caller's own strings: scoped to the team and the key, so no one else's replay shows.
+  const scope = `${request.team}:${request.apiKeyId}`;
 
   if (key) {
     const fingerprint = requestFingerprint(request.body, request.apiKey);
@@ -102,8 +109,17 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
       claimIdempotencyKey(db, scope, key, fingerprint, claimedSendMs(deps.betatelTimeoutMs)),
     );
     if (claim.kind === "replay") return claim.answer;
-  } else {
+  } else if (!deps.guard?.usesDatabase) {
     await withStorage(() => db.pool.query("SELECT 1"));
+  }
+  if (deps.guard) {
+    try {
+      await deps.guard.check({ to: request.body.to, team: request.team });
+    } catch (error) {
+      // Refused (or the database failed) before anything was sent: the key may be used again.
+      if (key) await releaseIdempotencyKey(db, scope, key).catch(() => {});
+      throw error;
+    }
   }
 
   let sent: { uuid: string };
@@ -136,6 +152,9 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
       uuid: sent.uuid,
       to: request.body.to,
       textLength: [...request.body.text].length,
+      team: request.team,
+      reference: request.body.reference,
+      metadata: request.body.metadata,
       requestedAt,
     });
   } catch (error) {

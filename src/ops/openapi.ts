@@ -55,18 +55,34 @@ const problem = (description: string) => ({
 const PROBLEMS = {
   400: problem("`validation_failed` (with `errors` field paths) or `malformed_json`"),
   401: problem("`unauthorized`: missing or wrong credentials"),
-  404: problem("`message_not_found`"),
+  404: problem("`message_not_found`: no such message, or one of another team (the two answer alike)"),
   409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
   413: problem("`payload_too_large`"),
   415: problem("`unsupported_media_type`: send application/json"),
-  422: problem("`provider_rejected` (Betatel refused the request) or `idempotency_key_reused` (different body)"),
-  429: problem("`too_many_watchers`: this instance or this API key has its most streams and long-polls open"),
+  422: problem(
+    "`provider_rejected` (Betatel refused the request), `idempotency_key_reused` (different body) or `country_not_allowed` (the number's country is not in ALLOWED_COUNTRIES; Betatel is not called)",
+  ),
+  429: {
+    ...problem(
+      "`rate_limited` (this API key's sends per minute, over all instances) or `recipient_rate_limited` (too many sends to this number, over all teams). Betatel is not called.",
+    ),
+    headers: {
+      "Retry-After": {
+        schema: { type: "integer", minimum: 1 },
+        description: "Seconds until a send can succeed (for a number: when the oldest counted send leaves its window).",
+      },
+    },
+  },
   502: problem("`provider_auth_failed`, `provider_payment_required` or `provider_unavailable`"),
   503: problem(
     "`storage_unavailable`: the database failed (with `uuid` if Betatel had already accepted); on a send also `shutting_down` (nothing sent, retry)",
   ),
   504: problem("`provider_timeout`"),
 } as const;
+// Streams and long-polls over the watcher caps.
+const TOO_MANY_WATCHERS = problem(
+  "`too_many_watchers` (with `Retry-After`): this instance or this API key has its most streams and long-polls open",
+);
 const problems = (...statuses: Array<keyof typeof PROBLEMS>) =>
   Object.fromEntries(statuses.map((status) => [String(status), PROBLEMS[status]]));
 
@@ -149,15 +165,20 @@ function getMessage(summary: string): Json {
     ],
     responses: {
       200: { description: "The message with its events, oldest first.", content: json("Message") },
-      // 429 too_many_watchers: a long-poll over the watcher caps.
-      ...problems(400, 401, 404, 429, 503),
+      429: TOO_MANY_WATCHERS,
+      ...problems(400, 401, 404, 503),
     },
   };
 }
 
 /** The OpenAPI 3.1 document of the product API and the webhook (contract sections 3 and 4), plus ops routes. */
 export function buildOpenApiDocument(): Json {
-  const sendExample = { to: "+387 61 444 555", text: "Your code is 482910" };
+  const sendExample = {
+    to: "+387 61 444 555",
+    text: "Your code is 482910",
+    reference: "user:4411",
+    metadata: { flow: "signup", attempt: 1 },
+  };
   const webhookExample = { uuid: "01JV5V54KPYK9GB29265EQRZ2P", status: "DELIVERED", timestamp: "2026-11-27T10:00:00Z" };
   return {
     openapi: "3.1.0",
@@ -190,11 +211,11 @@ export function buildOpenApiDocument(): Json {
               headers: { Location: { schema: { type: "string" }, description: "/v1/messages/{uuid}" } },
               content: json("CreatedMessage"),
             },
-            ...problems(400, 401, 409, 413, 415, 422, 502, 503, 504),
+            ...problems(400, 401, 409, 413, 415, 422, 429, 502, 503, 504),
           },
         },
         get: {
-          summary: "List messages, newest first (keyset pagination)",
+          summary: "List the caller's team's messages, newest first (keyset pagination)",
           tags: ["messages"],
           security: API_KEY,
           parameters: listParameters(),
@@ -215,7 +236,8 @@ export function buildOpenApiDocument(): Json {
               description: "`data:` lines, each a JSON Message.",
               content: { "text/event-stream": { schema: { type: "string" }, "x-item-schema": ref("Message") } },
             },
-            ...problems(400, 401, 404, 429, 503),
+            429: TOO_MANY_WATCHERS,
+            ...problems(400, 401, 404, 503),
           },
         },
       },

@@ -9,6 +9,9 @@ import { createMessage } from "../messages/repository.ts";
 import { applyStatusEvents } from "../webhooks/apply.ts";
 import { eventsFor } from "./reconciler.ts";
 
+/** The team of a message adopted from Betatel's delivery record: not a valid team name, so no key has it. */
+export const ADOPTED_TEAM = "(adopted)";
+
 export interface OrphanSummary {
   claimed: number;
   adopted: number;
@@ -89,6 +92,8 @@ export function createOrphanAdoption(options: OrphanAdoptionOptions) {
       to,
       textLength: null,
       source: "reconcile",
+      // Betatel's record does not say which team sent it: a name no key can have, so no team reads it.
+      team: ADOPTED_TEAM,
       createdAt: sentAt,
       requestedAt: sentAt,
     });

@@ -27,8 +27,17 @@ export function runServer(
 } {
   const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", "src/server.ts"], {
     cwd: ROOT,
-    // Most tests share the run's database: the sweep (expiry) would expire other files' old rows. On if asked.
-    env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", SWEEP_INTERVAL_MS: "0", ...env },
+    // Most tests share the run's database: the sweep (expiry) would expire other files' old rows, and the abuse
+    // limits would count every file's sends together. On where a test asks for them.
+    env: {
+      PATH: process.env.PATH ?? "",
+      PORT: "0",
+      LOG_LEVEL: "info",
+      SWEEP_INTERVAL_MS: "0",
+      RECIPIENT_LIMITS: "off",
+      RATE_LIMIT_PER_MINUTE: "0",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let text = "";
