@@ -19,11 +19,21 @@ export interface DatabaseOptions {
   url: string | undefined;
   dataDir: string;
   poolSize: number;
+  /**
+   * How long an unused pool connection is kept before it is closed. Default: 30 s on a Postgres server; never
+   * on the embedded database, where a connection is a loopback socket to this very process.
+   */
+  idleTimeoutMs?: number;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
-    return wrap("postgres", makePool(options.url, options.poolSize), options.url, async () => {});
+    const pool = makePool({
+      connectionString: options.url,
+      max: options.poolSize,
+      idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+    });
+    return wrap("postgres", pool, options.url, async () => {});
   }
   // Embedded: PGlite served over the Postgres wire protocol on loopback, so the very same pg/Prisma
   // code runs against it. It is one session, so the pool holds one connection. Loaded only when used: the
@@ -32,17 +42,28 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
   await mkdir(options.dataDir, { recursive: true });
   const db = await PGlite.create(options.dataDir);
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
+  // Two sockets, though the pool holds one connection: a replaced connection may still be closing when its
+  // successor connects, and the socket server would turn the successor away. Queries are serialised anyway.
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 2 });
   await server.start();
   const url = `postgresql://postgres@${server.getServerConn()}/postgres`;
-  return wrap("embedded", makePool(url, 1), undefined, async () => {
+  const pool = makePool({
+    connectionString: url,
+    max: 1,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 0,
+    // Every connection shares PGlite's one session, so whatever an earlier connection left behind (named
+    // prepared statements above all: "prepared statement ... already exists" on the next Parse) is still
+    // there. A new connection starts by resetting the session, as a fresh Postgres backend would be.
+    onConnect: (client) => client.query("DISCARD ALL"),
+  });
+  return wrap("embedded", pool, undefined, async () => {
     await server.stop();
     await db.close();
   });
 }
 
-function makePool(connectionString: string, max: number): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
+function makePool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool({ connectionTimeoutMillis: 5_000, ...config });
   // An idle client whose server went away emits here; without a listener it would crash the process.
   pool.on("error", () => {});
   // A checked-out client (inside a transaction, between two queries) emits "error" on itself when the server
