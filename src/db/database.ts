@@ -10,10 +10,19 @@ export interface Database {
   pool: pg.Pool;
   /** Prisma over the same pool for everything else. */
   prisma: PrismaClient;
+  /**
+   * Where /readyz runs its probe: one connection of its own on a Postgres server, so a busy pool cannot make
+   * the probe wait and the probe never takes a connection that requests need. The embedded database is a
+   * single session, so there it is `pool` itself.
+   */
+  readinessPool: pg.Pool;
   /** A URL a second connection (LISTEN, migrations CLI) can use; undefined when embedded. */
   url: string | undefined;
   close(): Promise<void>;
 }
+
+/** The longest /readyz waits for a connection, and then for its probe, on its own connection. */
+export const READINESS_TIMEOUT_MS = 2_000;
 
 export interface DatabaseOptions {
   url: string | undefined;
@@ -33,7 +42,25 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       max: options.poolSize,
       idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
     });
-    return wrap("postgres", pool, options.url, async () => {});
+    const readinessPool = makePool({
+      connectionString: options.url,
+      max: 1,
+      application_name: "whatsapp-otp-tracker:readiness",
+      connectionTimeoutMillis: READINESS_TIMEOUT_MS,
+      // A probe stuck past its deadline ends its connection (pool.query drops a client whose query failed),
+      // on a silent network too; the server cancels it as well.
+      query_timeout: READINESS_TIMEOUT_MS,
+      statement_timeout: READINESS_TIMEOUT_MS,
+      idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+      allowExitOnIdle: true,
+    });
+    return wrap({
+      kind: "postgres",
+      pool,
+      readinessPool,
+      url: options.url,
+      stop: () => readinessPool.end(),
+    });
   }
   // Embedded: PGlite served over the Postgres wire protocol on loopback, so the very same pg/Prisma
   // code runs against it. It is one session, so the pool holds one connection. Loaded only when used: the
@@ -56,9 +83,15 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // there. A new connection starts by resetting the session, as a fresh Postgres backend would be.
     onConnect: (client) => client.query("DISCARD ALL"),
   });
-  return wrap("embedded", pool, undefined, async () => {
-    await server.stop();
-    await db.close();
+  return wrap({
+    kind: "embedded",
+    pool,
+    readinessPool: pool,
+    url: undefined,
+    async stop() {
+      await server.stop();
+      await db.close();
+    },
   });
 }
 
@@ -75,14 +108,14 @@ function makePool(config: pg.PoolConfig): pg.Pool {
   return pool;
 }
 
-function wrap(kind: Database["kind"], pool: pg.Pool, url: string | undefined, stop: () => Promise<void>): Database {
+function wrap(parts: Omit<Database, "prisma" | "close"> & { stop: () => Promise<void> }): Database {
+  const { stop, ...database } = parts;
+  const { pool } = database;
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   let closed: Promise<void> | undefined;
   return {
-    kind,
-    pool,
+    ...database,
     prisma,
-    url,
     close() {
       closed ??= (async () => {
         await prisma.$disconnect();
