@@ -81,11 +81,12 @@ function codeMeansUnavailable(code: string): boolean {
 }
 
 /**
- * True when `error`, or any error it wraps (`cause`, Prisma's `meta.driverAdapterError`, an AggregateError's
- * `errors`), says the database cannot serve right now: unreachable, refusing or ending sessions, out of
- * connections or resources, read-only, or still conflicting after retries. False for errors in the query.
+ * Why `error` means the database cannot serve right now (unreachable, refusing or ending sessions, out of
+ * connections or resources, read-only, or still conflicting after retries): the SQLSTATE, Prisma or socket
+ * code, adapter kind or driver message found in it or in any error it wraps (`cause`, Prisma's
+ * `meta.driverAdapterError`, an AggregateError's `errors`). Undefined for errors in the query itself.
  */
-export function isDatabaseUnavailable(error: unknown): boolean {
+export function storageUnavailableReason(error: unknown): string | undefined {
   const seen = new Set<unknown>();
   const pending: unknown[] = [error];
   while (pending.length > 0 && seen.size < 32) {
@@ -94,15 +95,18 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     seen.add(current);
     const { code, originalCode, kind, message, cause, meta, errors } = current as Record<string, unknown>;
     for (const value of [code, originalCode]) {
-      if (typeof value === "string" && codeMeansUnavailable(value)) return true;
+      if (typeof value === "string" && codeMeansUnavailable(value)) return value;
     }
-    if (typeof kind === "string" && UNAVAILABLE_ADAPTER_KINDS.has(kind)) return true;
-    if (typeof message === "string" && UNAVAILABLE_MESSAGE.test(message)) return true;
+    if (typeof kind === "string" && UNAVAILABLE_ADAPTER_KINDS.has(kind)) return kind;
+    const matched = typeof message === "string" ? UNAVAILABLE_MESSAGE.exec(message) : null;
+    if (matched) return matched[0];
     pending.push(cause, (meta as { driverAdapterError?: unknown } | undefined)?.driverAdapterError);
     if (Array.isArray(errors)) pending.push(...errors);
   }
-  return false;
+  return undefined;
 }
+
+export const isDatabaseUnavailable = (error: unknown): boolean => storageUnavailableReason(error) !== undefined;
 
 /** The storage could not serve a call; the HTTP layer answers it as 503 `storage_unavailable`. */
 export class StorageUnavailableError extends Error {

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { z } from "zod";
-import { isDatabaseUnavailable, StorageUnavailableError } from "../db/errors.ts";
+import { StorageUnavailableError, storageUnavailableReason } from "../db/errors.ts";
 
 export interface FieldError {
   path: string;
@@ -88,8 +88,8 @@ export const notFoundHandler: RequestHandler = (req, res) => {
 };
 
 /**
- * The one place errors become HTTP answers. A database that cannot serve now (see `isDatabaseUnavailable`) is
- * a 503 with Retry-After wherever it happened; other unknown errors are logged and answered with no internals.
+ * The one place errors become HTTP answers. A database that cannot serve now (see `storageUnavailableReason`) is
+ * a 503 with Retry-After wherever it happened (logged with its reason); other unknown errors are logged and answered with no internals.
  */
 export const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
   const known = error instanceof AppError ? error : fromHttpError(error);
@@ -97,8 +97,9 @@ export const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
     sendProblem(res, known);
     return;
   }
-  if (isDatabaseUnavailable(error)) {
-    req.log?.warn({ err: error }, "storage unavailable");
+  const reason = storageUnavailableReason(error);
+  if (reason) {
+    req.log?.warn({ err: error, reason }, "storage unavailable");
     sendProblem(res, storageUnavailable(error instanceof StorageUnavailableError ? error.extra : {}));
     return;
   }
