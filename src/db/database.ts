@@ -48,9 +48,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       application_name: "whatsapp-otp-tracker:readiness",
       connectionTimeoutMillis: READINESS_TIMEOUT_MS,
       // A probe stuck past its deadline ends its connection (pool.query drops a client whose query failed),
-      // on a silent network too; the server cancels it as well.
+      // on a silent network too. Client-side on purpose: a `statement_timeout` startup parameter is refused
+      // by some poolers (PgBouncer).
       query_timeout: READINESS_TIMEOUT_MS,
-      statement_timeout: READINESS_TIMEOUT_MS,
       idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
       allowExitOnIdle: true,
     });
