@@ -126,3 +126,15 @@ function wrap(parts: Omit<Database, "prisma" | "close"> & { stop: () => Promise<
     },
   };
 }
+
+/**
+ * Whether the database takes writes now. False on a read-only database: a standby that the URL reaches
+ * after a failover, or one set `default_transaction_read_only`, where reads work but every write fails.
+ */
+export async function acceptsWrites(pool: pg.Pool): Promise<boolean> {
+  const { rows } = await pool.query<{ readOnly: string }>({
+    name: "accepts_writes",
+    text: "SELECT current_setting('transaction_read_only') AS \"readOnly\"",
+  });
+  return rows[0]?.readOnly !== "on";
+}

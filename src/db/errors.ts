@@ -93,6 +93,7 @@ export function storageUnavailableReason(error: unknown): string | undefined {
     const current = pending.pop();
     if (!current || typeof current !== "object" || seen.has(current)) continue;
     seen.add(current);
+    if (current instanceof StorageUnavailableError) return current.reason;
     const { code, originalCode, kind, message, cause, meta, errors } = current as Record<string, unknown>;
     for (const value of [code, originalCode]) {
       if (typeof value === "string" && codeMeansUnavailable(value)) return value;
@@ -111,12 +112,14 @@ export const isDatabaseUnavailable = (error: unknown): boolean => storageUnavail
 /** The storage could not serve a call; the HTTP layer answers it as 503 `storage_unavailable`. */
 export class StorageUnavailableError extends Error {
   override name = "StorageUnavailableError";
-  constructor(
-    /** Fields for the problem body (e.g. the uuid of an OTP that went out but could not be stored). */
-    readonly extra: Record<string, unknown> = {},
-    options?: { cause?: unknown },
-  ) {
-    super("The database cannot serve this request now.", options);
+  /** What made it unavailable (a code from the lists above, or e.g. "read-only"), for the log. */
+  readonly reason: string;
+  /** Fields for the problem body (e.g. the uuid of an OTP that went out but could not be stored). */
+  readonly extra: Record<string, unknown>;
+  constructor(options: { reason: string; extra?: Record<string, unknown>; cause?: unknown }) {
+    super(`The database cannot serve this request now (${options.reason}).`, { cause: options.cause });
+    this.reason = options.reason;
+    this.extra = options.extra ?? {};
   }
 }
 
@@ -128,7 +131,8 @@ export async function withStorage<T>(work: () => Promise<T>, extra: Record<strin
   try {
     return await work();
   } catch (error) {
-    if (isDatabaseUnavailable(error)) throw new StorageUnavailableError(extra, { cause: error });
+    const reason = storageUnavailableReason(error);
+    if (reason) throw new StorageUnavailableError({ reason, extra, cause: error });
     throw error;
   }
 }

@@ -2,7 +2,8 @@ import type { Logger } from "pino";
 import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
-import { withStorage } from "../db/errors.ts";
+import { acceptsWrites } from "../db/database.ts";
+import { StorageUnavailableError, withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
 import {
   claimIdempotencyKey,
@@ -65,7 +66,8 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
     );
     if (claim.kind === "replay") return claim.answer;
   } else {
-    await withStorage(() => db.pool.query("SELECT 1"));
+    // Reachable and writable, or the OTP would go out and fail to be stored.
+    if (!(await withStorage(() => acceptsWrites(db.pool)))) throw new StorageUnavailableError({ reason: "read-only" });
   }
 
   let sent: { uuid: string };

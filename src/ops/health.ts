@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Router } from "express";
-import { type Database, READINESS_TIMEOUT_MS } from "../db/database.ts";
+import { acceptsWrites, type Database, READINESS_TIMEOUT_MS } from "../db/database.ts";
 import { problemBody, storageUnavailable } from "../http/problem.ts";
 import { findMessage } from "../messages/repository.ts";
 
@@ -17,11 +17,7 @@ type ProbeResult = "up" | "read-only";
 async function probe(db: Database): Promise<ProbeResult> {
   const readiness: Database = { ...db, pool: db.readinessPool };
   await findMessage(readiness, PROBE_UUID);
-  const { rows } = await db.readinessPool.query<{ readOnly: string }>({
-    name: "readiness_read_only",
-    text: "SELECT current_setting('transaction_read_only') AS \"readOnly\"",
-  });
-  return rows[0]?.readOnly === "on" ? "read-only" : "up";
+  return (await acceptsWrites(db.readinessPool)) ? "up" : "read-only";
 }
 
 /** `GET /healthz` (the process answers) and `GET /readyz` (the database serves the service's queries; 503 if not). */

@@ -85,11 +85,14 @@ describe("storageUnavailableReason", () => {
 
   it("when the cause is deep, in an AggregateError, or cyclic, then it is still found, and nothing loops", () => {
     const inner = new AggregateError([new Error("x"), Object.assign(new Error("refused"), { code: "ECONNREFUSED" })]);
-    expect(storageUnavailableReason(new StorageUnavailableError({}, { cause: inner }))).toBe("ECONNREFUSED");
+    expect(storageUnavailableReason(inner)).toBe("ECONNREFUSED");
     const cyclic: { cause?: unknown; message: string } = { message: "a" };
     cyclic.cause = { message: "b", cause: cyclic };
     expect(storageUnavailableReason(cyclic)).toBeUndefined();
     expect(storageUnavailableReason(undefined)).toBeUndefined();
+    expect(
+      storageUnavailableReason(new Error("wrapped", { cause: new StorageUnavailableError({ reason: "read-only" }) })),
+    ).toBe("read-only");
     expect(storageUnavailableReason("Connection terminated")).toBeUndefined();
   });
 });
