@@ -88,8 +88,9 @@ export const notFoundHandler: RequestHandler = (req, res) => {
 };
 
 /**
- * The one place errors become HTTP answers. A database that cannot serve now (see `storageUnavailableReason`) is
- * a 503 with Retry-After wherever it happened (logged with its reason); other unknown errors are logged and answered with no internals.
+ * The one place errors become HTTP answers. A database that cannot serve now (`storageUnavailableReason`) is a
+ * 503 with Retry-After wherever it happened, logged with its reason; other unknown errors are logged and
+ * answered with no internals.
  */
 export const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
   const known = error instanceof AppError ? error : fromHttpError(error);

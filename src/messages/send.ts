@@ -1,8 +1,7 @@
 import type { Logger } from "pino";
 import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
-import type { Database } from "../db/database.ts";
-import { acceptsWrites } from "../db/database.ts";
+import { acceptsWrites, type Database } from "../db/database.ts";
 import { StorageUnavailableError, withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
 import {
