@@ -107,7 +107,7 @@ server.on("error", (error) => {
 server.listen({ port: config.PORT, host: config.HOST }, () => {
   const address = server.address() as AddressInfo;
   port = address.port;
-  logger.info({ port, host: address.address }, "listening");
+  logger.info({ host: address.address, port }, "listening");
   if (stopping) return;
   reconcileJob.start();
   stopRetention = startRetention({
