@@ -14,6 +14,12 @@ const milliseconds = (fallback: number) => z.coerce.number().int().min(0).defaul
 const envSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   PORT: z.coerce.number({ error: "must be a number" }).int("must be a whole number").min(0).max(65535).default(3000),
+  /** Interface to listen on; unset: every interface (IPv6 and IPv4 where available). */
+  HOST: z
+    .union([z.ipv4(), z.ipv6(), z.hostname().regex(/[^\d.]/)], {
+      error: "must be an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0, ::, localhost)",
+    })
+    .optional(),
   DATABASE_URL: z
     .string()
     .optional()

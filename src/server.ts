@@ -48,10 +48,15 @@ logger.info(
 );
 
 let port = config.PORT;
+/** How this process reaches itself: the bound address, or loopback when bound to every interface. */
+function ownUrl(): string {
+  const host = !config.HOST || config.HOST === "0.0.0.0" || config.HOST === "::" ? "127.0.0.1" : config.HOST;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
 const sandbox = config.betatel
   ? undefined
   : createSandboxBetatel({
-      webhookUrl: () => `${config.PUBLIC_URL ?? `http://127.0.0.1:${port}`}/webhooks/betatel`,
+      webhookUrl: () => `${config.PUBLIC_URL ?? ownUrl()}/webhooks/betatel`,
       webhookSecret: config.WEBHOOK_SECRET,
       signingSecret: config.WEBHOOK_SIGNING_SECRET,
       stepMs: config.SANDBOX_STEP_MS,
@@ -132,12 +137,14 @@ const app = createApp({ config, db, betatel, logger, notifier, metrics, inFlight
 let stopRetention = async () => {};
 const server = createServer(HTTP_SERVER_OPTIONS, app);
 server.on("error", (error) => {
-  logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
+  logger.fatal({ err: error }, `cannot listen on ${config.HOST ?? "every interface"}, port ${config.PORT}`);
   process.exit(1);
 });
-server.listen(config.PORT, () => {
-  port = (server.address() as AddressInfo).port;
-  logger.info({ port }, "listening");
+// HOST unset: Node's default, every interface.
+server.listen({ port: config.PORT, host: config.HOST }, () => {
+  const address = server.address() as AddressInfo;
+  port = address.port;
+  logger.info({ host: address.address, port }, "listening");
   if (stopping) return;
   reconcileJob.start();
   sweepJob.start();

@@ -1,6 +1,8 @@
 import { spawn } from "node:child_process";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.ts";
+import { spawnServer } from "./support/spawn-server.ts";
+import { embedded } from "./support/test-database.ts";
 
 const CREDENTIALS = { BETATEL_API_KEY: "key", BETATEL_ACCOUNT_ID: "account" };
 const PRODUCTION = { NODE_ENV: "production", ...CREDENTIALS, API_KEYS: "k1", WEBHOOK_SECRET: "s" };
@@ -172,6 +174,63 @@ describe("loadConfig", () => {
   it("when a secret is wrong, then the message does not repeat its value", () => {
     expect(configError({ WEBHOOK_SIGNING_SECRET: "hunter2-signing" })).not.toContain("hunter2");
   });
+});
+
+describe("HOST", () => {
+  it("when unset, then no address is chosen (every interface); IPs and host names are accepted", () => {
+    expect(loadConfig({}).HOST).toBeUndefined();
+    for (const host of ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "otp.internal"]) {
+      expect(loadConfig({ HOST: host }).HOST).toBe(host);
+    }
+  });
+
+  it.each([["not a host!"], ["http://127.0.0.1"], ["300.1.2.3"], ["[::1]"]])(
+    "when HOST=%s, then the start is refused with a clear message",
+    (host) => {
+      expect(configError({ HOST: host })).toBe(
+        "Invalid configuration: HOST: must be an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0, ::, localhost)",
+      );
+    },
+  );
+
+  it.skipIf(embedded)(
+    "when HOST=127.0.0.2, then it answers on that address only, and the sandbox reaches its own webhook",
+    async () => {
+      const server = await spawnServer({
+        HOST: "127.0.0.2",
+        DATABASE_URL: inject("databaseUrl"),
+        SANDBOX_STEP_MS: "20",
+        SANDBOX_FAILURE_RATE: "0",
+        RECONCILE_INTERVAL_MS: "0",
+        RETENTION_INTERVAL_MS: "0",
+      });
+      try {
+        const port = new URL(server.url).port;
+        expect(server.output()).toContain('"host":"127.0.0.2"');
+        const own = `http://127.0.0.2:${port}`;
+        expect((await fetch(`${own}/healthz`)).status).toBe(200);
+        // Same port, another loopback address: nothing listens there.
+        await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+
+        const sent = await fetch(`${own}/v1/messages`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ to: "38761444555", text: "Your code is 123456" }),
+        });
+        expect(sent.status).toBe(201);
+        const { uuid } = (await sent.json()) as { uuid: string };
+        let status = "PENDING";
+        for (let i = 0; i < 100 && status !== "READ"; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          status = ((await (await fetch(`${own}/v1/messages/${uuid}`)).json()) as { status: string }).status;
+        }
+        expect(status).toBe("READ");
+      } finally {
+        server.kill("SIGTERM");
+        await server.exited;
+      }
+    },
+  );
 });
 
 describe("starting the server with a wrong configuration", () => {

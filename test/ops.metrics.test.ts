@@ -7,9 +7,10 @@ import type { Database } from "../src/db/database.ts";
 import { createLogger } from "../src/http/logging.ts";
 import { createMetrics } from "../src/ops/metrics.ts";
 import { openIsolatedDatabase } from "./support/isolated-database.ts";
+import { listen, openEventStream } from "./support/live-fixtures.ts";
 import { insertMessage } from "./support/message-rows.ts";
-import { parseMetrics, sampleValue } from "./support/prometheus.ts";
-import { aPhoneNumber, startTestApp, type TestApp } from "./support/test-app.ts";
+import { findPromtool, parseMetrics, promtoolProblems, sampleValue } from "./support/prometheus.ts";
+import { aPhoneNumber, aUuid, startTestApp, type TestApp } from "./support/test-app.ts";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -101,6 +102,72 @@ describe("GET /metrics", () => {
     } finally {
       await guarded.close();
     }
+  });
+});
+
+describe("GET /metrics: label values and format", () => {
+  /** `path` with each letter's case chosen by the bits of `seed`: distinct seeds, distinct spellings. */
+  const caseVariant = (path: string, seed: number) =>
+    [...path].map((char, i) => ((seed >> (i % 16)) & 1 ? char.toUpperCase() : char.toLowerCase())).join("");
+
+  it("when callers vary the letter case of the path, then the route label stays the mounted pattern", async () => {
+    const before = await scrape();
+    const spellings = new Set(Array.from({ length: 64 }, (_, i) => caseVariant("/webhooks/betatel", i * 97 + 1)));
+    for (const path of spellings) {
+      expect((await request(t.app).post(path).send({})).status).toBe(400);
+    }
+    expect((await request(t.app).get(`/V1/Messages/${aUuid()}`)).status).toBe(404);
+    const after = await scrape();
+
+    const delta = (labels: Record<string, string>) =>
+      sampleValue(after, "http_requests_total", labels) - sampleValue(before, "http_requests_total", labels);
+    expect(delta({ method: "POST", route: "/webhooks/betatel", status: "400" })).toBe(spellings.size);
+    expect(delta({ method: "GET", route: "/v1/messages/:uuid", status: "404" })).toBe(1);
+    const routes = new Set(after.filter((s) => s.name === "http_requests_total").map((s) => s.labels.route));
+    for (const route of routes) expect(route).toBe(route?.toLowerCase());
+    expect(routes.size).toBeLessThan(12);
+  });
+
+  it("when an event stream is opened and left by its client, then it is counted under its route", async () => {
+    const sent = await request(t.app).post("/v1/messages").send({ to: aPhoneNumber(), text: "Your code is 123456" });
+    const server = await listen(t.app);
+    try {
+      const before = await scrape();
+      const stream = await openEventStream(`${server.url}/v1/messages/${sent.body.uuid}/stream`);
+      expect(stream.status).toBe(200);
+      await stream.event(0);
+      stream.close();
+      const labels = { method: "GET", route: "/v1/messages/:uuid/stream", status: "200" };
+      let after = await scrape();
+      for (
+        let i = 0;
+        i < 50 &&
+        sampleValue(after, "http_requests_total", labels) === sampleValue(before, "http_requests_total", labels);
+        i++
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        after = await scrape();
+      }
+      expect(
+        sampleValue(after, "http_requests_total", labels) - sampleValue(before, "http_requests_total", labels),
+      ).toBe(1);
+      expect(
+        sampleValue(after, "http_request_duration_seconds_count", labels) -
+          sampleValue(before, "http_request_duration_seconds_count", labels),
+      ).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  const promtool = findPromtool();
+  it.skipIf(!promtool)("when promtool lints a real scrape, then it finds nothing to complain about", async () => {
+    // Traffic first, so every family has samples (histograms, labelled counters, the status gauge).
+    await request(t.app).post("/v1/messages").send({ to: aPhoneNumber(), text: "Your code is 123456" });
+    await request(t.app).get("/nowhere");
+    const res = await request(t.app).get("/metrics");
+    expect(res.text).toContain("http_request_duration_seconds_bucket");
+    expect(promtoolProblems(promtool as string, res.text)).toEqual([]);
   });
 });
 

@@ -10,20 +10,57 @@ export interface Database {
   pool: pg.Pool;
   /** Prisma over the same pool for everything else. */
   prisma: PrismaClient;
+  /**
+   * Where /readyz runs its probe: one connection of its own on a Postgres server, so a busy pool cannot make
+   * the probe wait and the probe never takes a connection that requests need. The embedded database is a
+   * single session, so there it is `pool` itself.
+   */
+  readinessPool: pg.Pool;
   /** A URL a second connection (LISTEN, migrations CLI) can use; undefined when embedded. */
   url: string | undefined;
   close(): Promise<void>;
 }
 
+/** The longest /readyz waits for a connection, and then for its probe, on its own connection. */
+export const READINESS_TIMEOUT_MS = 2_000;
+
 export interface DatabaseOptions {
   url: string | undefined;
   dataDir: string;
   poolSize: number;
+  /**
+   * How long an unused pool connection is kept before it is closed. Default: 30 s on a Postgres server; never
+   * on the embedded database, where a connection is a loopback socket to this very process.
+   */
+  idleTimeoutMs?: number;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
-    return wrap("postgres", makePool(options.url, options.poolSize), options.url, async () => {});
+    const pool = makePool({
+      connectionString: options.url,
+      max: options.poolSize,
+      idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+    });
+    const readinessPool = makePool({
+      connectionString: options.url,
+      max: 1,
+      application_name: "whatsapp-otp-tracker:readiness",
+      connectionTimeoutMillis: READINESS_TIMEOUT_MS,
+      // A probe stuck past its deadline ends its connection (pool.query drops a client whose query failed),
+      // on a silent network too. Client-side on purpose: a `statement_timeout` startup parameter is refused
+      // by some poolers (PgBouncer).
+      query_timeout: READINESS_TIMEOUT_MS,
+      idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+      allowExitOnIdle: true,
+    });
+    return wrap({
+      kind: "postgres",
+      pool,
+      readinessPool,
+      url: options.url,
+      stop: () => readinessPool.end(),
+    });
   }
   // Embedded: PGlite served over the Postgres wire protocol on loopback, so the very same pg/Prisma
   // code runs against it. It is one session, so the pool holds one connection. Loaded only when used: the
@@ -32,25 +69,37 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
   await mkdir(options.dataDir, { recursive: true });
   const db = await PGlite.create(options.dataDir);
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
+  // Two sockets, though the pool holds one connection: a replaced connection may still be closing when its
+  // successor connects, and the socket server would turn the successor away. Queries are serialised anyway.
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 2 });
   await server.start();
   const url = `postgresql://postgres@${server.getServerConn()}/postgres`;
-  return wrap("embedded", makePool(url, 1), undefined, async () => {
-    await server.stop();
-    await db.close();
+  const pool = makePool({
+    connectionString: url,
+    max: 1,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 0,
+    // Every connection shares PGlite's one session, so whatever an earlier connection left behind (named
+    // prepared statements above all: "prepared statement ... already exists" on the next Parse) is still
+    // there. A new connection starts by resetting the session, as a fresh Postgres backend would be.
+    onConnect: (client) => client.query("DISCARD ALL"),
+  });
+  return wrap({
+    kind: "embedded",
+    pool,
+    readinessPool: pool,
+    url: undefined,
+    async stop() {
+      await server.stop();
+      await db.close();
+    },
   });
 }
 
 /** Longest wait for a pooled connection; deadlines that include database work are derived from it. */
 export const POOL_CONNECTION_TIMEOUT_MS = 5_000;
 
-function makePool(connectionString: string, max: number): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString,
-    max,
-    connectionTimeoutMillis: POOL_CONNECTION_TIMEOUT_MS,
-    idleTimeoutMillis: 30_000,
-  });
+function makePool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool({ connectionTimeoutMillis: POOL_CONNECTION_TIMEOUT_MS, ...config });
   // An idle client whose server went away emits here; without a listener it would crash the process.
   pool.on("error", () => {});
   // A checked-out client (inside a transaction, between two queries) emits "error" on itself when the server
@@ -62,14 +111,14 @@ function makePool(connectionString: string, max: number): pg.Pool {
   return pool;
 }
 
-function wrap(kind: Database["kind"], pool: pg.Pool, url: string | undefined, stop: () => Promise<void>): Database {
+function wrap(parts: Omit<Database, "prisma" | "close"> & { stop: () => Promise<void> }): Database {
+  const { stop, ...database } = parts;
+  const { pool } = database;
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   let closed: Promise<void> | undefined;
   return {
-    kind,
-    pool,
+    ...database,
     prisma,
-    url,
     close() {
       closed ??= (async () => {
         await prisma.$disconnect();
@@ -79,4 +128,16 @@ function wrap(kind: Database["kind"], pool: pg.Pool, url: string | undefined, st
       return closed;
     },
   };
+}
+
+/**
+ * Whether the database takes writes now. False on a read-only database: a standby that the URL reaches
+ * after a failover, or one set `default_transaction_read_only`, where reads work but every write fails.
+ */
+export async function acceptsWrites(pool: pg.Pool): Promise<boolean> {
+  const { rows } = await pool.query<{ readOnly: string }>({
+    name: "accepts_writes",
+    text: "SELECT current_setting('transaction_read_only') AS \"readOnly\"",
+  });
+  return rows[0]?.readOnly !== "on";
 }

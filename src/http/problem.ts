@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { z } from "zod";
+import { StorageUnavailableError, storageUnavailableReason } from "../db/errors.ts";
 
 export interface FieldError {
   path: string;
@@ -26,10 +27,18 @@ export const validationFailed = (errors: FieldError[], detail = "The request is 
 
 export const notFound = (detail: string, code = "not_found") => new AppError(404, code, "Not found", detail);
 
+/** Seconds a caller (or Betatel) is asked to wait before retrying when the database cannot serve. */
+export const STORAGE_RETRY_AFTER_SECONDS = 5;
+
 export const storageUnavailable = (extra: Record<string, unknown> = {}) =>
-  new AppError(503, "storage_unavailable", "Storage unavailable", "The database is not reachable; try again.", extra, {
-    "Retry-After": "5",
-  });
+  new AppError(
+    503,
+    "storage_unavailable",
+    "Storage unavailable",
+    "The database cannot serve this request now; try again.",
+    extra,
+    { "Retry-After": String(STORAGE_RETRY_AFTER_SECONDS) },
+  );
 
 const dotted = (path: readonly PropertyKey[]) => path.map(String).join(".") || "(body)";
 
@@ -78,11 +87,21 @@ export const notFoundHandler: RequestHandler = (req, res) => {
   sendProblem(res, notFound(`No route for ${req.method} ${req.path}.`, "route_not_found"));
 };
 
-/** The one place errors become HTTP answers. Unknown errors are logged and answered with no internals. */
+/**
+ * The one place errors become HTTP answers. A database that cannot serve now (`storageUnavailableReason`) is a
+ * 503 with Retry-After wherever it happened, logged with its reason; other unknown errors are logged and
+ * answered with no internals.
+ */
 export const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
   const known = error instanceof AppError ? error : fromHttpError(error);
   if (known) {
     sendProblem(res, known);
+    return;
+  }
+  const reason = storageUnavailableReason(error);
+  if (reason) {
+    req.log?.warn({ err: error, reason }, "storage unavailable");
+    sendProblem(res, storageUnavailable(error instanceof StorageUnavailableError ? error.extra : {}));
     return;
   }
   req.log?.error({ err: error }, "unhandled error");

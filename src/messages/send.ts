@@ -2,8 +2,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
-import type { Database } from "../db/database.ts";
-import { isDatabaseUnavailable, withStorage } from "../db/errors.ts";
+import { acceptsWrites, type Database } from "../db/database.ts";
+import { isDatabaseUnavailable, StorageUnavailableError, withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
 import type { SendGuard } from "../limits/send-guard.ts";
 import { claimedSendMs, STORE_BUDGET_MS } from "./deadlines.ts";
@@ -110,7 +110,8 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
     );
     if (claim.kind === "replay") return claim.answer;
   } else if (!deps.guard?.usesDatabase) {
-    await withStorage(() => db.pool.query("SELECT 1"));
+    // Reachable and writable, or the OTP would go out and fail to be stored.
+    if (!(await withStorage(() => acceptsWrites(db.pool)))) throw new StorageUnavailableError({ reason: "read-only" });
   }
   if (deps.guard) {
     try {

@@ -43,6 +43,11 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 export function createMetrics(options: MetricsOptions): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client's sums of its per-type gauges are gauges named `_total`, which the exposition format keeps for
+  // counters (promtool rejects them). The per-type gauges stay: `sum(nodejs_active_handles)` is the total.
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    registry.removeSingleMetric(name);
+  }
 
   const httpRequests = new Counter({
     name: "http_requests_total",
@@ -123,11 +128,20 @@ export function createMetrics(options: MetricsOptions): Metrics {
     httpMiddleware: (req, res, next) => {
       const stop = httpDuration.startTimer();
       const route = captureRoutePattern(req);
-      res.on("finish", () => {
-        const labels = { method: req.method, route: route.pattern ?? "unmatched", status: String(res.statusCode) };
+      let counted = false;
+      // "finish" when the answer was sent; "close" alone when the connection ended first: an event stream
+      // or a long-poll the client left, or a client that gave up before any answer (counted as 499, the
+      // usual "client closed request").
+      const count = () => {
+        if (counted) return;
+        counted = true;
+        const status = res.headersSent ? String(res.statusCode) : "499";
+        const labels = { method: req.method, route: route.pattern ?? "unmatched", status };
         httpRequests.inc(labels);
         stop(labels);
-      });
+      };
+      res.once("finish", count);
+      res.once("close", count);
       next();
     },
     recordWebhookResults(results) {
@@ -142,8 +156,10 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
 /**
  * The full route pattern (`/v1/messages/:uuid`) of the request, not its URL (which would explode the label
- * set). Express sets `req.route` when a route matches, with `req.baseUrl` the mount path at that moment;
- * the base is reset again if the handler fails, so it is recorded on assignment.
+ * set). Express sets `req.route` when a route matches, with `req.baseUrl` the part of the URL the mount
+ * paths matched at that moment; the base is reset again if the handler fails, so it is recorded on
+ * assignment. Routing ignores letter case, so `req.baseUrl` keeps the caller's (`/WeBhOoKs`): lower-cased,
+ * it is the mount path as written (all of them are lower case).
  */
 function captureRoutePattern(req: Parameters<RequestHandler>[0]): { pattern: string | undefined } {
   const captured: { pattern: string | undefined } = { pattern: undefined };
@@ -155,7 +171,7 @@ function captureRoutePattern(req: Parameters<RequestHandler>[0]): { pattern: str
     set(value: { path?: unknown } | undefined) {
       route = value;
       if (value && typeof value.path === "string")
-        captured.pattern = `${req.baseUrl}${value.path}`.replace(/(.)\/$/, "$1");
+        captured.pattern = `${req.baseUrl}${value.path}`.toLowerCase().replace(/(.)\/$/, "$1");
     },
   });
   return captured;

@@ -265,7 +265,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/readyz": {
         get: {
-          summary: "The database answers",
+          summary: "The database serves the service's own read and accepts writes, within 2 s",
           tags: ["ops"],
           responses: { 200: { description: "Ready.", content: json("Health") }, ...problems(503) },
         },

@@ -1,0 +1,128 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { openDatabase } from "../src/db/database.ts";
+import { createScratchDatabase, openDatabaseAt, type ScratchDatabase } from "./support/scratch-database.ts";
+import { aPhoneNumber, aUuid, startTestAppOn, type TestApp } from "./support/test-app.ts";
+import { embedded } from "./support/test-database.ts";
+
+// Real refusals from a real server, on a database of this file's own: the database refusing sessions
+// (ALLOW_CONNECTIONS false, SQLSTATE 55000), a role over its connection limit (53300), and a database that
+// only accepts reads (25006, as after a failover to a standby). Each must answer 503 `storage_unavailable`
+// with Retry-After on every route family, never a 500.
+
+let scratch: ScratchDatabase;
+let admin: pg.Client;
+let stored: string;
+beforeAll(async () => {
+  if (embedded) return;
+  scratch = await createScratchDatabase("unavail");
+  admin = new pg.Client({ connectionString: inject("adminDatabaseUrl") });
+  await admin.connect();
+  const seed = await startTestAppOn(await openDatabaseAt(scratch.url, 2));
+  const sent = await request(seed.app).post("/v1/messages").send({ to: aPhoneNumber(), text: "Your code is 135790" });
+  expect(sent.status).toBe(201);
+  stored = sent.body.uuid;
+  await seed.close();
+});
+afterAll(async () => {
+  if (embedded) return;
+  await admin.end();
+  await scratch.drop();
+});
+
+function expectStorageUnavailable(res: request.Response, route: string) {
+  expect({ route, status: res.status, code: res.body.code }).toEqual({
+    route,
+    status: 503,
+    code: "storage_unavailable",
+  });
+  expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+  expect(res.headers["retry-after"]).toBe("5");
+}
+
+/** Every route family that touches the database, each asserted as a caller sees it. */
+async function expectEveryRouteUnavailable(t: TestApp, { writesOnly = false } = {}) {
+  const send = () => request(t.app).post("/v1/messages").send({ to: aPhoneNumber(), text: "Your code is 135790" });
+  const answers: [string, request.Response][] = [
+    ["POST /v1/messages with Idempotency-Key", await send().set("Idempotency-Key", `unavail-${aUuid()}`)],
+    [
+      "POST /webhooks/betatel (stored uuid)",
+      await request(t.app).post("/webhooks/betatel").send({ uuid: stored, status: "SENT" }),
+    ],
+    [
+      "POST /webhooks/betatel (unknown uuid)",
+      await request(t.app).post("/webhooks/betatel").send({ uuid: aUuid(), status: "SENT" }),
+    ],
+  ];
+  answers.push(["POST /v1/messages", await send()]);
+  if (!writesOnly) {
+    answers.push(
+      ["GET /v1/messages/:uuid", await request(t.app).get(`/v1/messages/${stored}`)],
+      ["GET /v1/messages/:uuid?waitFor", await request(t.app).get(`/v1/messages/${stored}?waitFor=READ&timeout=1`)],
+      ["GET /messages/:uuid", await request(t.app).get(`/messages/${stored}`)],
+      ["GET /v1/messages/:uuid/stream", await request(t.app).get(`/v1/messages/${stored}/stream`)],
+      ["GET /v1/messages", await request(t.app).get("/v1/messages?limit=5")],
+      ["GET /readyz", await request(t.app).get("/readyz")],
+    );
+  }
+  for (const [route, res] of answers) expectStorageUnavailable(res, route);
+  expect(t.logs.text).not.toContain("unhandled error");
+}
+
+describe.skipIf(embedded)("when the database does not accept connections (ALLOW_CONNECTIONS false)", () => {
+  it("then every route answers 503 with Retry-After, Betatel is never called, and all recover once it does", async () => {
+    await admin.query(`ALTER DATABASE ${scratch.name} ALLOW_CONNECTIONS false`);
+    // A new app: no connection is open yet, so every request must open one and is refused.
+    const t = await startTestAppOn(await openDatabaseAt(scratch.url, 2));
+    try {
+      await expectEveryRouteUnavailable(t);
+      expect(t.betatel.requests).toHaveLength(0);
+      // The refusal really was the one under test.
+      expect(t.logs.text).toContain('"reason":"55000"');
+
+      await admin.query(`ALTER DATABASE ${scratch.name} ALLOW_CONNECTIONS true`);
+      expect((await request(t.app).get("/readyz")).status).toBe(200);
+      expect((await request(t.app).get(`/v1/messages/${stored}`)).status).toBe(200);
+      const hook = await request(t.app).post("/webhooks/betatel").send({ uuid: stored, status: "SENT" });
+      expect(hook.body.results).toEqual([{ uuid: stored, status: "SENT", outcome: "applied" }]);
+    } finally {
+      await admin.query(`ALTER DATABASE ${scratch.name} ALLOW_CONNECTIONS true`);
+      await t.close();
+    }
+  });
+});
+
+describe.skipIf(embedded)("when the service's role is over its connection limit (too many connections)", () => {
+  it("then every route answers 503 with Retry-After", async () => {
+    const role = `otp_limited_${randomBytes(4).toString("hex")}`;
+    await admin.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 0`);
+    const url = new URL(scratch.url);
+    url.username = role;
+    const t = await startTestAppOn(await openDatabase({ url: url.toString(), dataDir: "", poolSize: 2 }));
+    try {
+      await expectEveryRouteUnavailable(t);
+      expect(t.logs.text).toContain('"reason":"53300"');
+    } finally {
+      await t.close();
+      await admin.query(`DROP ROLE ${role}`);
+    }
+  });
+});
+
+describe.skipIf(embedded)("when the database only accepts reads (a standby after a failover)", () => {
+  it("then writes (webhook, sends) answer 503 with Retry-After before Betatel is called, and reads still work", async () => {
+    await admin.query(`ALTER DATABASE ${scratch.name} SET default_transaction_read_only = on`);
+    const t = await startTestAppOn(await openDatabaseAt(scratch.url, 2));
+    try {
+      await expectEveryRouteUnavailable(t, { writesOnly: true });
+      expect(t.betatel.requests).toHaveLength(0);
+      expect(t.logs.text).toContain('"reason":"25006"');
+      expect((await request(t.app).get(`/v1/messages/${stored}`)).status).toBe(200);
+    } finally {
+      await admin.query(`ALTER DATABASE ${scratch.name} RESET default_transaction_read_only`);
+      await t.close();
+    }
+  });
+});
