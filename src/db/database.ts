@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../generated/prisma/client.ts";
+import { lockEmbeddedDataDir } from "./embedded-lock.ts";
 
 export interface Database {
   /** "postgres" for a server at DATABASE_URL, "embedded" for PGlite in DATA_DIR. */
@@ -31,13 +32,22 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const { PGlite } = await import("@electric-sql/pglite");
   const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
   await mkdir(options.dataDir, { recursive: true });
-  const db = await PGlite.create(options.dataDir);
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
-  await server.start();
+  const unlock = await lockEmbeddedDataDir(options.dataDir);
+  let db: InstanceType<typeof PGlite>;
+  let server: InstanceType<typeof PGLiteSocketServer>;
+  try {
+    db = await PGlite.create(options.dataDir);
+    server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
+    await server.start();
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
   const url = `postgresql://postgres@${server.getServerConn()}/postgres`;
   return wrap("embedded", makePool(url, 1), undefined, async () => {
     await server.stop();
     await db.close();
+    await unlock();
   });
 }
 
