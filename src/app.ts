@@ -1,6 +1,7 @@
 import express, { Router } from "express";
 import type { Logger } from "pino";
 import type { Betatel } from "./betatel/client.ts";
+import { callbacksRouter } from "./callbacks/routes.ts";
 import type { Config } from "./config.ts";
 import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
@@ -70,6 +71,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use("/messages", liveRouter(live));
   v1.get("/messages/:uuid", longPoll(live));
   v1.use("/messages", messages);
+  v1.use("/callbacks", callbacksRouter(db.pool));
   app.use("/v1", v1);
   // The path the service's users named; same handlers and same key as /v1.
   app.get("/messages/:uuid", requireApiKey(config.API_KEYS), longPoll(live), getMessage(db));

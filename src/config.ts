@@ -48,6 +48,14 @@ const envSchema = z.object({
   RECONCILE_AFTER_MS: milliseconds(300_000),
   RECONCILE_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
   EXPIRE_AFTER_MS: milliseconds(86_400_000),
+  // Status callbacks: endpoint signing secrets are derived from CALLBACKS_SECRET (required in production).
+  CALLBACKS_SECRET: optionalSecret.refine(
+    (value) => value === undefined || value.length >= 32,
+    "must be at least 32 characters (e.g. openssl rand -base64 32)",
+  ),
+  CALLBACKS_ALLOW_PRIVATE: z.enum(["true", "false"]).optional(),
+  /** How often an idle worker looks for due callbacks; 0 turns delivery off in this instance. */
+  CALLBACKS_POLL_MS: milliseconds(1000),
   // Operations (docs/ops.md): /metrics guard and the retention job.
   METRICS_TOKEN: optionalSecret,
   RETENTION_INTERVAL_MS: milliseconds(3_600_000),
@@ -60,11 +68,18 @@ const envSchema = z.object({
 });
 
 export type Config = Readonly<
-  Omit<z.infer<typeof envSchema>, "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID"> & {
+  Omit<
+    z.infer<typeof envSchema>,
+    "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE"
+  > & {
     betatel: { apiKey: string; accountId: string } | undefined;
     sandbox: boolean;
+    CALLBACKS_SECRET: string;
+    CALLBACKS_ALLOW_PRIVATE: boolean;
   }
 >;
+
+const DEVELOPMENT_CALLBACKS_SECRET = "development-only-callbacks-secret-not-for-production";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -94,11 +109,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       !accountId && "BETATEL_ACCOUNT_ID",
       rest.API_KEYS.length === 0 && "API_KEYS",
       !rest.WEBHOOK_SECRET && "WEBHOOK_SECRET",
+      !rest.CALLBACKS_SECRET && "CALLBACKS_SECRET",
     ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);
     }
   }
   const betatel = apiKey && accountId ? { apiKey, accountId } : undefined;
-  return Object.freeze({ ...rest, betatel, sandbox: !betatel });
+  return Object.freeze({
+    ...rest,
+    betatel,
+    sandbox: !betatel,
+    // Outside production a fixed key, so that the CLI and the service agree with no setup.
+    CALLBACKS_SECRET: rest.CALLBACKS_SECRET ?? DEVELOPMENT_CALLBACKS_SECRET,
+    // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.
+    CALLBACKS_ALLOW_PRIVATE: (rest.CALLBACKS_ALLOW_PRIVATE ?? (production ? "false" : "true")) === "true",
+  });
 }

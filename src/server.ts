@@ -4,12 +4,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createApp } from "./app.ts";
 import { createBetatelClient } from "./betatel/client.ts";
 import { createSandboxBetatel } from "./betatel/sandbox.ts";
+import { createCallbackWorker } from "./callbacks/worker.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
 import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
 import { createMessageNotifier } from "./live/notifier.ts";
+import { createMetrics } from "./ops/metrics.ts";
 import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob } from "./reconcile/job.ts";
@@ -91,7 +93,17 @@ const reconcileJob = createReconcileJob({
   intervalMs: config.RECONCILE_INTERVAL_MS,
 });
 
-const app = createApp({ config, db, betatel, logger, notifier });
+const metrics = createMetrics({ pool: db.pool });
+const callbackWorker = createCallbackWorker({
+  pool: db.pool,
+  logger,
+  masterSecret: config.CALLBACKS_SECRET,
+  allowPrivate: config.CALLBACKS_ALLOW_PRIVATE,
+  pollMs: config.CALLBACKS_POLL_MS,
+  onAttempt: metrics.recordCallbackAttempt,
+});
+
+const app = createApp({ config, db, betatel, logger, notifier, metrics });
 let stopRetention = async () => {};
 const server = createServer(HTTP_SERVER_OPTIONS, app);
 server.on("error", (error) => {
@@ -103,6 +115,7 @@ server.listen(config.PORT, () => {
   logger.info({ port }, "listening");
   if (stopping) return;
   reconcileJob.start();
+  callbackWorker.start();
   stopRetention = startRetention({
     pool: db.pool,
     logger,
@@ -120,7 +133,7 @@ async function shutdown(signal: string) {
   // Whatever is still running, connections still open after 25 s are cut.
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   sandbox?.stop();
-  const jobsStopped = Promise.all([stopRetention(), reconcileJob.stop()]);
+  const jobsStopped = Promise.all([stopRetention(), reconcileJob.stop(), callbackWorker.stop()]);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
   const sweep = setInterval(() => server.closeIdleConnections(), 100);

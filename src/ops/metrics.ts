@@ -1,6 +1,8 @@
 import type { RequestHandler } from "express";
 import type pg from "pg";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { registerCallbackMetrics } from "../callbacks/metrics.ts";
+import type { AttemptResult } from "../callbacks/worker.ts";
 import { STATUSES } from "../messages/status.ts";
 import type { WebhookResult } from "../webhooks/routes.ts";
 
@@ -23,6 +25,8 @@ export interface Metrics {
   httpMiddleware: RequestHandler;
   /** The webhook router's `onApplied` hook. */
   recordWebhookResults(results: WebhookResult[]): void;
+  /** The callback worker's `onAttempt` hook. */
+  recordCallbackAttempt(result: AttemptResult): void;
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -64,6 +68,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers: [registry],
   });
   registerMessagesByStatus(registry, options);
+  const callbacks = registerCallbackMetrics(registry, options.pool);
 
   return {
     registry,
@@ -82,6 +87,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       });
       next();
     },
+    recordCallbackAttempt: callbacks.recordAttempt,
     recordWebhookResults(results) {
       for (const result of results) {
         // An invalid item's status is whatever the sender wrote: keep the label set small and known.
