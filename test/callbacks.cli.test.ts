@@ -7,16 +7,16 @@ import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CallbackReceiver, startCallbackReceiver } from "./support/callback-receiver.ts";
 import { aTeam, aWorker, sendAs } from "./support/callbacks.ts";
+import { openIsolatedDatabase } from "./support/isolated-database.ts";
 import { spawnServer } from "./support/spawn-server.ts";
-import { startTestApp, type TestApp } from "./support/test-app.ts";
-import { testDatabaseUrl } from "./support/test-database.ts";
+import { startTestAppOn, type TestApp } from "./support/test-app.ts";
 import { postWebhook } from "./support/webhook.ts";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "..");
 
 /** `npm run callbacks -- ...args` as an operator runs it (the same entry, without npm's banner). */
-async function cli(args: string[], env: Record<string, string> = { DATABASE_URL: testDatabaseUrl() ?? "" }) {
+async function cli(args: string[], env: Record<string, string> = { DATABASE_URL: t.db.url ?? "" }) {
   try {
     const { stdout } = await run(process.execPath, ["--import", "tsx", "src/callbacks/cli.ts", ...args], {
       cwd: ROOT,
@@ -34,7 +34,8 @@ let t: TestApp;
 let receiver: CallbackReceiver;
 
 beforeAll(async () => {
-  t = await startTestApp({ API_KEYS: owner.apiKeys });
+  // A database of its own: workers claim every team's due deliveries, and other files' servers run workers.
+  t = await startTestAppOn(await openIsolatedDatabase(), { API_KEYS: owner.apiKeys });
   receiver = await startCallbackReceiver();
 });
 afterAll(async () => {
@@ -87,7 +88,7 @@ describe("npm run callbacks", () => {
 
   it("when production refuses private targets, then a loopback endpoint is refused at once", async () => {
     const result = await cli(["add", "--team", "growth", "--url", "https://127.0.0.1/x"], {
-      DATABASE_URL: testDatabaseUrl() ?? "",
+      DATABASE_URL: t.db.url ?? "",
       CALLBACKS_ALLOW_PRIVATE: "false",
     });
     expect(result.code).toBe(1);

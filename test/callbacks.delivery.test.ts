@@ -3,7 +3,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { RETRY_SCHEDULE_MS } from "../src/callbacks/deliveries.ts";
 import { type CallbackReceiver, startCallbackReceiver } from "./support/callback-receiver.ts";
 import { aTeam, aWorker, registerReceiver, sendAs } from "./support/callbacks.ts";
-import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { openIsolatedDatabase } from "./support/isolated-database.ts";
+import { startTestAppOn, type TestApp } from "./support/test-app.ts";
 import { postWebhook } from "./support/webhook.ts";
 
 const owner = aTeam();
@@ -12,7 +13,8 @@ let t: TestApp;
 let receiver: CallbackReceiver;
 
 beforeAll(async () => {
-  t = await startTestApp({ API_KEYS: `${owner.apiKeys},${other.apiKeys}` });
+  // A database of its own: workers claim every team's due deliveries, and other files' servers run workers.
+  t = await startTestAppOn(await openIsolatedDatabase(), { API_KEYS: `${owner.apiKeys},${other.apiKeys}` });
 });
 afterAll(() => t.close());
 beforeEach(async () => {
@@ -137,6 +139,44 @@ describe("status callbacks", () => {
     expect(rows[0]).toEqual({ enabled: false, disabled_reason: "the receiver answered 410 Gone" });
     await postWebhook(t.app, { uuid, status: "DELIVERED" }).expect(200);
     expect((await deliveries().expect(200)).body.items.map((d: { sequence: number }) => d.sequence)).toEqual([2]);
+  });
+
+  it("when an endpoint has failed everything for 5 days, then the next failure disables it", async () => {
+    const endpoint = await registerReceiver(t.db, owner.team, receiver);
+    receiver.respond = (res) => res.writeHead(502).end();
+    const clock = { now: new Date() };
+    await t.db.pool.query("UPDATE callback_endpoints SET failing_since = $2 WHERE id = $1", [
+      endpoint.id,
+      new Date(clock.now.getTime() - 5 * 86_400_000 + 60_000),
+    ]);
+    const uuid = await sendAs(t.app, owner.auth);
+    await postWebhook(t.app, { uuid, status: "SENT" }).expect(200);
+    await aWorker(t.db, { clock }).runOnce();
+    const enabled = async () =>
+      (await t.db.pool.query("SELECT enabled FROM callback_endpoints WHERE id = $1", [endpoint.id])).rows[0]?.enabled;
+    expect(await enabled()).toBe(true);
+
+    clock.now = new Date(clock.now.getTime() + RETRY_SCHEDULE_MS[0]! + 60_000);
+    await aWorker(t.db, { clock }).runOnce();
+    expect(await enabled()).toBe(false);
+  });
+
+  it("when a status change is rolled back, then no callback is left queued for it", async () => {
+    await registerReceiver(t.db, owner.team, receiver);
+    const uuid = await sendAs(t.app, owner.auth);
+    const client = await t.db.pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("UPDATE messages SET status = 'SENT' WHERE uuid = $1", [uuid]);
+      const queued = await client.query("SELECT count(*)::int AS n FROM callback_deliveries WHERE subject = $1", [
+        uuid,
+      ]);
+      expect(queued.rows[0].n).toBe(1);
+      await client.query("ROLLBACK");
+    } finally {
+      client.release();
+    }
+    expect((await deliveries().expect(200)).body.items).toEqual([]);
   });
 
   it("when the receiver redirects, then the redirect is not followed and the attempt failed", async () => {

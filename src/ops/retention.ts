@@ -16,7 +16,13 @@ export interface RetentionOptions {
 export interface RetentionRun {
   /** False when another instance held the retention lock, so this one did nothing. */
   ran: boolean;
-  removed: { bufferedEvents: number; messages: number; messageEvents: number; idempotencyKeys: number };
+  removed: {
+    bufferedEvents: number;
+    messages: number;
+    messageEvents: number;
+    idempotencyKeys: number;
+    callbackDeliveries: number;
+  };
 }
 
 /** Advisory lock key of the retention job (any constant distinct from the migration lock). */
@@ -44,6 +50,12 @@ SELECT (SELECT count(*) FROM gone)::int AS messages, (SELECT count(*) FROM event
 const DELETE_IDEMPOTENCY_KEYS = `DELETE FROM idempotency_keys WHERE (scope, key) IN (
   SELECT scope, key FROM idempotency_keys WHERE created_at < ${cutoff} LIMIT $2)`;
 
+/** Finished (delivered or failed) status callbacks are kept this long for the team to look at, then deleted. */
+export const CALLBACK_DELIVERY_TTL_MS = 30 * 86_400_000;
+
+const DELETE_CALLBACK_DELIVERIES = `DELETE FROM callback_deliveries WHERE id IN (
+  SELECT id FROM callback_deliveries WHERE created_at < ${cutoff} AND status <> 'pending' LIMIT $2)`;
+
 /**
  * One retention pass, if no other instance is running one: takes a session advisory lock on one dedicated
  * connection (and does all its work on that connection, so an embedded one-connection pool never waits on
@@ -51,7 +63,7 @@ const DELETE_IDEMPOTENCY_KEYS = `DELETE FROM idempotency_keys WHERE (scope, key)
  */
 export async function runRetentionOnce(options: RetentionOptions): Promise<RetentionRun> {
   const batch = options.batchSize ?? DEFAULT_BATCH;
-  const removed = { bufferedEvents: 0, messages: 0, messageEvents: 0, idempotencyKeys: 0 };
+  const removed = { bufferedEvents: 0, messages: 0, messageEvents: 0, idempotencyKeys: 0, callbackDeliveries: 0 };
   const client = await options.pool.connect();
   let locked = false;
   try {
@@ -86,6 +98,11 @@ export async function runRetentionOnce(options: RetentionOptions): Promise<Reten
     await untilDone(async () => {
       const { rowCount } = await client.query(DELETE_IDEMPOTENCY_KEYS, [IDEMPOTENCY_TTL_MS, batch]);
       removed.idempotencyKeys += rowCount ?? 0;
+      return rowCount ?? 0;
+    });
+    await untilDone(async () => {
+      const { rowCount } = await client.query(DELETE_CALLBACK_DELIVERIES, [CALLBACK_DELIVERY_TTL_MS, batch]);
+      removed.callbackDeliveries += rowCount ?? 0;
       return rowCount ?? 0;
     });
     const total = Object.values(removed).reduce((sum, count) => sum + count, 0);
