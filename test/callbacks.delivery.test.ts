@@ -1,6 +1,7 @@
 import request from "supertest";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RETRY_SCHEDULE_MS } from "../src/callbacks/deliveries.ts";
+import { messageStatusEventSchema } from "../src/callbacks/routes.ts";
 import { type CallbackReceiver, startCallbackReceiver } from "./support/callback-receiver.ts";
 import { aTeam, aWorker, registerReceiver, sendAs } from "./support/callbacks.ts";
 import { openIsolatedDatabase } from "./support/isolated-database.ts";
@@ -51,6 +52,8 @@ describe("status callbacks", () => {
       ["message.status", "DELIVERED", 3],
     ]);
     expect(received[1]?.event.data).toEqual({ ...withoutEvents, team: owner.team, sequence: 3 });
+    // The body is what OpenAPI's `webhooks` documents.
+    expect(messageStatusEventSchema.safeParse(received[1]?.event).success).toBe(true);
     expect(received[0]?.headers["webhook-id"]).toBe(`msg_${uuid}_2`);
     expect(receiver.rejected).toBe(0);
   });

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { withStorage } from "../db/errors.ts";
 import { notFound } from "../http/problem.ts";
 import { parseOrThrow } from "../http/validate.ts";
+import { messageSummarySchema } from "../messages/schemas.ts";
 import { DELIVERY_STATUSES, listDeliveries, retryDelivery } from "./deliveries.ts";
 
 export const deliveryIdSchema = z.string().regex(/^[1-9][0-9]{0,17}$/, "is not a delivery id");
@@ -37,6 +38,18 @@ export const deliverySchema = z
 export const deliveryListSchema = z
   .object({ items: z.array(deliverySchema), nextCursor: z.string().nullable() })
   .meta({ id: "CallbackDeliveryList" });
+
+/** The body of a `message.status` callback (documented in OpenAPI's `webhooks`). */
+export const messageStatusEventSchema = z
+  .object({
+    type: z.literal("message.status"),
+    timestamp: z.string().meta({ description: "When the change was committed." }),
+    data: messageSummarySchema.extend({
+      team: z.string(),
+      sequence: z.int().meta({ description: "Status changes of this message so far (PENDING is 1)." }),
+    }),
+  })
+  .meta({ id: "MessageStatusEvent" });
 
 /** `GET /v1/callbacks/deliveries` and `POST /v1/callbacks/deliveries/:id/retry`, for the caller's team only. */
 export function callbacksRouter(pool: pg.Pool): Router {

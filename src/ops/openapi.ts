@@ -1,5 +1,12 @@
 import { Router } from "express";
 import { z } from "zod";
+import {
+  deliveryIdSchema,
+  deliveryListSchema,
+  deliverySchema,
+  listDeliveriesQuerySchema,
+  messageStatusEventSchema,
+} from "../callbacks/routes.ts";
 import { longPollQuerySchema } from "../live/routes.ts";
 import { listMessagesQuerySchema, messageListSchema } from "../messages/list.ts";
 import {
@@ -55,7 +62,7 @@ const problem = (description: string) => ({
 const PROBLEMS = {
   400: problem("`validation_failed` (with `errors` field paths) or `malformed_json`"),
   401: problem("`unauthorized`: missing or wrong credentials"),
-  404: problem("`message_not_found`"),
+  404: problem("`message_not_found` (or `delivery_not_found`)"),
   409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
   413: problem("`payload_too_large`"),
   415: problem("`unsupported_media_type`: send application/json"),
@@ -79,6 +86,9 @@ function componentSchemas(): Record<string, Json> {
     WebhookResponse: webhookResponseSchema,
     Problem: problemSchema,
     Health: healthSchema,
+    CallbackDelivery: deliverySchema,
+    CallbackDeliveryList: deliveryListSchema,
+    MessageStatusEvent: messageStatusEventSchema,
   };
   for (const [id, schema] of Object.entries(schemas)) registry.add(schema, { id });
   // Requests are described as callers write them ("input": before normalisation); responses have no transforms.
@@ -163,7 +173,7 @@ export function buildOpenApiDocument(): Json {
       description: "Sends WhatsApp OTPs through Betatel and tracks their delivery status.",
     },
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
-    tags: [{ name: "messages" }, { name: "webhooks" }, { name: "ops" }],
+    tags: [{ name: "messages" }, { name: "callbacks" }, { name: "webhooks" }, { name: "ops" }],
     paths: {
       "/v1/messages": {
         post: {
@@ -216,6 +226,33 @@ export function buildOpenApiDocument(): Json {
         },
       },
       "/messages/{uuid}": { get: getMessage("Read one message (same as /v1/messages/{uuid})") },
+      "/v1/callbacks/deliveries": {
+        get: {
+          summary: "The team's status callback deliveries, newest first",
+          tags: ["callbacks"],
+          security: API_KEY,
+          parameters: queryParameters(listDeliveriesQuerySchema, {
+            status: "Only deliveries in this state.",
+            limit: "Page size, 1..200 (default 50).",
+          }),
+          responses: {
+            200: { description: "One page.", content: json("CallbackDeliveryList") },
+            ...problems(400, 401, 503),
+          },
+        },
+      },
+      "/v1/callbacks/deliveries/{id}/retry": {
+        post: {
+          summary: "Send a delivery again now, with a fresh retry schedule (same webhook-id)",
+          tags: ["callbacks"],
+          security: API_KEY,
+          parameters: [{ name: "id", in: "path", required: true, schema: inline(deliveryIdSchema) }],
+          responses: {
+            202: { description: "Pending again.", content: json("CallbackDelivery") },
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
       "/webhooks/betatel": {
         post: {
           summary: "Betatel status updates",
@@ -263,6 +300,25 @@ export function buildOpenApiDocument(): Json {
           responses: {
             200: { description: "OpenAPI 3.1.", content: { "application/json": { schema: { type: "object" } } } },
           },
+        },
+      },
+    },
+    // Status callbacks the service POSTs to a team's registered endpoints.
+    webhooks: {
+      "message.status": {
+        post: {
+          summary: "A message's status changed",
+          description:
+            "Signed with Standard Webhooks using the endpoint's secret. `webhook-id` is the same on every retry; any 2xx within 15 s acknowledges it.",
+          tags: ["callbacks"],
+          parameters: ["webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => ({
+            name,
+            in: "header",
+            required: true,
+            schema: { type: "string" },
+          })),
+          requestBody: { required: true, content: json("MessageStatusEvent") },
+          responses: { 200: { description: "Any 2xx: delivered." } },
         },
       },
     },
