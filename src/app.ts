@@ -17,6 +17,7 @@ import { instrumentBetatel } from "./ops/instrument-betatel.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { metricsRouter } from "./ops/metrics-route.ts";
 import { openApiRouter } from "./ops/openapi.ts";
+import { verificationsRouter } from "./verifications/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
 export interface AppDeps {
@@ -62,7 +63,8 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
 
-  const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
+  const sendDeps = { db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS };
+  const messages = messagesRouter(sendDeps);
   const v1 = Router();
   v1.use(requireApiKey(config.API_KEYS));
   v1.post("/messages", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));
@@ -72,6 +74,21 @@ export function createApp(deps: AppDeps): express.Express {
   v1.get("/messages/:uuid", longPoll(live));
   v1.use("/messages", messages);
   v1.use("/callbacks", callbacksRouter(db.pool));
+  v1.post("/verifications", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));
+  v1.use(
+    "/verifications",
+    verificationsRouter({
+      ...sendDeps,
+      settings: {
+        secret: config.VERIFY_SECRET,
+        ttlMs: config.VERIFY_TTL_MS,
+        codeLength: config.VERIFY_CODE_LENGTH,
+        textTemplate: config.VERIFY_TEXT,
+        logCodes: config.sandbox && config.NODE_ENV !== "production",
+      },
+      onEvent: (event) => metrics.verifications.inc({ event }),
+    }),
+  );
   app.use("/v1", v1);
   // The path the service's users named; same handlers and same key as /v1.
   app.get("/messages/:uuid", requireApiKey(config.API_KEYS), longPoll(live), getMessage(db));

@@ -56,6 +56,18 @@ const envSchema = z.object({
   CALLBACKS_ALLOW_PRIVATE: z.enum(["true", "false"]).optional(),
   /** How often an idle worker looks for due callbacks; 0 turns delivery off in this instance. */
   CALLBACKS_POLL_MS: milliseconds(1000),
+  // Verifications: the code's key (required in production), its lifetime, its digits and the text around it.
+  VERIFY_SECRET: optionalSecret.refine(
+    (value) => value === undefined || value.length >= 32,
+    "must be at least 32 characters (e.g. openssl rand -base64 32)",
+  ),
+  VERIFY_TTL_MS: z.coerce.number().int().min(60_000).max(86_400_000).default(600_000),
+  VERIFY_CODE_LENGTH: z.coerce.number().int().min(4).max(10).default(6),
+  VERIFY_TEXT: z
+    .string()
+    .max(4000)
+    .refine((text) => text.includes("{code}"), "must contain {code}")
+    .default("Your verification code is {code}. It expires in {minutes} minutes."),
   // Operations (docs/ops.md): /metrics guard and the retention job.
   METRICS_TOKEN: optionalSecret,
   RETENTION_INTERVAL_MS: milliseconds(3_600_000),
@@ -70,16 +82,19 @@ const envSchema = z.object({
 export type Config = Readonly<
   Omit<
     z.infer<typeof envSchema>,
-    "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE"
+    "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE" | "VERIFY_SECRET"
   > & {
     betatel: { apiKey: string; accountId: string } | undefined;
     sandbox: boolean;
     CALLBACKS_SECRET: string;
     CALLBACKS_ALLOW_PRIVATE: boolean;
+    VERIFY_SECRET: string;
   }
 >;
 
+// Outside production, fixed keys so that everything works with no setup (and the CLI agrees with the service).
 const DEVELOPMENT_CALLBACKS_SECRET = "development-only-callbacks-secret-not-for-production";
+const DEVELOPMENT_VERIFY_SECRET = "development-only-verify-secret-not-for-production";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -110,6 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       rest.API_KEYS.length === 0 && "API_KEYS",
       !rest.WEBHOOK_SECRET && "WEBHOOK_SECRET",
       !rest.CALLBACKS_SECRET && "CALLBACKS_SECRET",
+      !rest.VERIFY_SECRET && "VERIFY_SECRET",
     ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);
@@ -120,8 +136,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...rest,
     betatel,
     sandbox: !betatel,
-    // Outside production a fixed key, so that the CLI and the service agree with no setup.
     CALLBACKS_SECRET: rest.CALLBACKS_SECRET ?? DEVELOPMENT_CALLBACKS_SECRET,
+    VERIFY_SECRET: rest.VERIFY_SECRET ?? DEVELOPMENT_VERIFY_SECRET,
     // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.
     CALLBACKS_ALLOW_PRIVATE: (rest.CALLBACKS_ALLOW_PRIVATE ?? (production ? "false" : "true")) === "true",
   });

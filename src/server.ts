@@ -16,6 +16,7 @@ import { startRetention } from "./ops/retention.ts";
 import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob } from "./reconcile/job.ts";
 import { createReconciler } from "./reconcile/reconciler.ts";
+import { startVerificationExpiry } from "./verifications/expiry.ts";
 import { settleStragglers } from "./webhooks/apply.ts";
 
 function readConfig(): Config {
@@ -105,6 +106,12 @@ const callbackWorker = createCallbackWorker({
 
 const app = createApp({ config, db, betatel, logger, notifier, metrics });
 let stopRetention = async () => {};
+const stopVerificationExpiry = startVerificationExpiry({
+  pool: db.pool,
+  logger,
+  intervalMs: 10_000,
+  onExpired: (count) => metrics.verifications.inc({ event: "expired" }, count),
+});
 const server = createServer(HTTP_SERVER_OPTIONS, app);
 server.on("error", (error) => {
   logger.fatal({ err: error }, `cannot listen on port ${config.PORT}`);
@@ -133,7 +140,12 @@ async function shutdown(signal: string) {
   // Whatever is still running, connections still open after 25 s are cut.
   const forced = setTimeout(() => server.closeAllConnections(), 25_000);
   sandbox?.stop();
-  const jobsStopped = Promise.all([stopRetention(), reconcileJob.stop(), callbackWorker.stop()]);
+  const jobsStopped = Promise.all([
+    stopRetention(),
+    reconcileJob.stop(),
+    callbackWorker.stop(),
+    stopVerificationExpiry(),
+  ]);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
   const sweep = setInterval(() => server.closeIdleConnections(), 100);

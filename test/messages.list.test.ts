@@ -53,6 +53,7 @@ describe("GET /v1/messages", () => {
       failedAt: null,
       expiredAt: null,
       error: null,
+      verificationId: null,
     });
   });
 

@@ -44,6 +44,7 @@ describe("POST /v1/messages", () => {
       failedAt: null,
       expiredAt: null,
       error: null,
+      verificationId: null,
       events: [
         {
           status: "PENDING",

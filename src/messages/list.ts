@@ -107,7 +107,7 @@ export function parseListQuery(query: unknown): ListMessagesQuery {
 const COLUMNS = `uuid, "to", status::text AS status, text_length AS "textLength", created_at AS "createdAt",
   updated_at AS "updatedAt", sent_at AS "sentAt", delivered_at AS "deliveredAt", read_at AS "readAt",
   failed_at AS "failedAt", expired_at AS "expiredAt", error_code AS "errorCode", error_message AS "errorMessage",
-  wam_id AS "wamId"`;
+  wam_id AS "wamId", verification_id AS "verificationId"`;
 
 /**
  * The page query: keyset pagination on (created_at, uuid), newest first. Only the given filters appear in

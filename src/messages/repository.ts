@@ -8,6 +8,7 @@ export interface NewMessage {
   uuid: string;
   to: string;
   textLength: number;
+  verificationId?: string;
   /**
    * When we asked Betatel: the PENDING event's `occurredAt`. Betatel's own statuses can only be later, even
    * when they reach the webhook before this row is written. Defaults to the row's creation time.
@@ -56,7 +57,7 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
 const FIND_MESSAGE = `SELECT m.uuid, m."to", m.status, m.text_length AS "textLength", m.created_at AS "createdAt",
     m.updated_at AS "updatedAt", m.sent_at AS "sentAt", m.delivered_at AS "deliveredAt", m.read_at AS "readAt",
     m.failed_at AS "failedAt", m.expired_at AS "expiredAt", m.error_code AS "errorCode",
-    m.error_message AS "errorMessage", m.wam_id AS "wamId", e.status AS "eventStatus", e.outcome,
+    m.error_message AS "errorMessage", m.wam_id AS "wamId", m.verification_id AS "verificationId", e.status AS "eventStatus", e.outcome,
     e.occurred_at AS "occurredAt", e.received_at AS "receivedAt", e.source
   FROM messages m LEFT JOIN message_events e ON e.uuid = m.uuid
   WHERE m.uuid = $1
@@ -91,6 +92,7 @@ export function toSummary(row: Message): MessageSummary {
     failedAt: iso(row.failedAt),
     expiredAt: iso(row.expiredAt),
     error: row.errorCode || row.errorMessage ? { code: row.errorCode, message: row.errorMessage } : null,
+    verificationId: row.verificationId,
   };
 }
 

@@ -81,6 +81,7 @@ export const messageSummarySchema = z
     failedAt: nullableTimestamp,
     expiredAt: nullableTimestamp,
     error: z.object({ code: z.string().nullable(), message: z.string().nullable() }).nullable(),
+    verificationId: z.string().nullable().meta({ description: "The verification that sent it, if any." }),
   })
   .meta({ id: "MessageSummary" });
 

@@ -27,6 +27,8 @@ export interface SendRequest {
   idempotencyKey: string | undefined;
   apiKeyId: string;
   apiKey: string;
+  /** Set when a verification sends its code. */
+  verificationId?: string;
 }
 
 const PROVIDER_PROBLEMS: Record<BetatelFailure, { status: number; code: string; title: string }> = {
@@ -97,6 +99,7 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
       to: request.body.to,
       textLength: [...request.body.text].length,
       requestedAt,
+      verificationId: request.verificationId,
     });
   } catch (error) {
     // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever

@@ -27,6 +27,8 @@ export interface Metrics {
   recordWebhookResults(results: WebhookResult[]): void;
   /** The callback worker's `onAttempt` hook. */
   recordCallbackAttempt(result: AttemptResult): void;
+  /** `otp_verifications_total{event}`: started, approved, expired, max_attempts. */
+  verifications: Counter<"event">;
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -67,6 +69,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
+  const verifications = new Counter({
+    name: "otp_verifications_total",
+    help: "Verifications by event: started, approved, expired, max_attempts.",
+    labelNames: ["event"] as const,
+    registers: [registry],
+  });
   registerMessagesByStatus(registry, options);
   const callbacks = registerCallbackMetrics(registry, options.pool);
 
@@ -88,6 +96,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       next();
     },
     recordCallbackAttempt: callbacks.recordAttempt,
+    verifications,
     recordWebhookResults(results) {
       for (const result of results) {
         // An invalid item's status is whatever the sender wrote: keep the label set small and known.

@@ -16,6 +16,13 @@ import {
   messageUuidSchema,
   sendMessageBodySchema,
 } from "../messages/schemas.ts";
+import {
+  checkBodySchema,
+  checkByNumberBodySchema,
+  startVerificationBodySchema,
+  verificationIdSchema,
+  verificationSchema,
+} from "../verifications/schemas.ts";
 import { webhookBodySchema } from "../webhooks/parse.ts";
 
 // Answers that have no zod schema in the routes (they are built by hand there), described here once.
@@ -62,7 +69,7 @@ const problem = (description: string) => ({
 const PROBLEMS = {
   400: problem("`validation_failed` (with `errors` field paths) or `malformed_json`"),
   401: problem("`unauthorized`: missing or wrong credentials"),
-  404: problem("`message_not_found` (or `delivery_not_found`)"),
+  404: problem("`message_not_found`, `delivery_not_found` or `verification_not_found`"),
   409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
   413: problem("`payload_too_large`"),
   415: problem("`unsupported_media_type`: send application/json"),
@@ -89,6 +96,10 @@ function componentSchemas(): Record<string, Json> {
     CallbackDelivery: deliverySchema,
     CallbackDeliveryList: deliveryListSchema,
     MessageStatusEvent: messageStatusEventSchema,
+    StartVerificationRequest: startVerificationBodySchema,
+    CheckVerificationRequest: checkBodySchema,
+    CheckVerificationByNumberRequest: checkByNumberBodySchema,
+    Verification: verificationSchema,
   };
   for (const [id, schema] of Object.entries(schemas)) registry.add(schema, { id });
   // Requests are described as callers write them ("input": before normalisation); responses have no transforms.
@@ -139,6 +150,8 @@ function inline(schema: z.ZodType): Json {
 
 const uuidParameter = { name: "uuid", in: "path", required: true, schema: inline(messageUuidSchema) };
 
+const verificationIdParameter = { name: "id", in: "path", required: true, schema: inline(verificationIdSchema) };
+
 const API_KEY = [{ bearerApiKey: [] }, { headerApiKey: [] }];
 const WEBHOOK_SECRET = [{ webhookSecretHeader: [] }, { webhookBearer: [] }, { webhookSecretQuery: [] }];
 
@@ -173,7 +186,13 @@ export function buildOpenApiDocument(): Json {
       description: "Sends WhatsApp OTPs through Betatel and tracks their delivery status.",
     },
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
-    tags: [{ name: "messages" }, { name: "callbacks" }, { name: "webhooks" }, { name: "ops" }],
+    tags: [
+      { name: "messages" },
+      { name: "verifications" },
+      { name: "callbacks" },
+      { name: "webhooks" },
+      { name: "ops" },
+    ],
     paths: {
       "/v1/messages": {
         post: {
@@ -226,6 +245,86 @@ export function buildOpenApiDocument(): Json {
         },
       },
       "/messages/{uuid}": { get: getMessage("Read one message (same as /v1/messages/{uuid})") },
+      "/v1/verifications": {
+        post: {
+          summary: "Start a verification (send a code), or resend the pending one's code",
+          tags: ["verifications"],
+          security: API_KEY,
+          requestBody: { required: true, content: json("StartVerificationRequest", { to: "+387 61 444 555" }) },
+          responses: {
+            201: { description: "Started: the code was sent.", content: json("Verification") },
+            200: {
+              description: "The number's pending verification: its code was sent again.",
+              content: json("Verification"),
+            },
+            429: problem(
+              "`resend_too_soon` (with `Retry-After`), `max_sends_reached`, or a rate limit; the body's `id` names the pending verification",
+            ),
+            ...problems(400, 401, 413, 415, 422, 502, 503, 504),
+          },
+        },
+      },
+      "/v1/verifications/check": {
+        post: {
+          summary: "Check a code against the number's pending verification",
+          tags: ["verifications"],
+          security: API_KEY,
+          requestBody: {
+            required: true,
+            content: json("CheckVerificationByNumberRequest", { to: "+387 61 444 555", code: "482910" }),
+          },
+          responses: {
+            200: {
+              description: "Approved, or pending with one check fewer (or max_attempts_reached).",
+              content: json("Verification"),
+            },
+            409: problem("`verification_closed`, with its `status`"),
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
+      "/v1/verifications/{id}": {
+        get: {
+          summary: "Read a verification with the delivery status of its messages",
+          tags: ["verifications"],
+          security: API_KEY,
+          parameters: [verificationIdParameter],
+          responses: {
+            200: { description: "The verification.", content: json("Verification") },
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
+      "/v1/verifications/{id}/check": {
+        post: {
+          summary: "Check a code",
+          tags: ["verifications"],
+          security: API_KEY,
+          parameters: [verificationIdParameter],
+          requestBody: { required: true, content: json("CheckVerificationRequest", { code: "482910" }) },
+          responses: {
+            200: {
+              description: "Approved, or pending with one check fewer (or max_attempts_reached).",
+              content: json("Verification"),
+            },
+            409: problem("`verification_closed`, with its `status`"),
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
+      "/v1/verifications/{id}/cancel": {
+        post: {
+          summary: "Cancel a pending verification",
+          tags: ["verifications"],
+          security: API_KEY,
+          parameters: [verificationIdParameter],
+          responses: {
+            200: { description: "Canceled.", content: json("Verification") },
+            409: problem("`verification_closed`, with its `status`"),
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
       "/v1/callbacks/deliveries": {
         get: {
           summary: "The team's status callback deliveries, newest first",
