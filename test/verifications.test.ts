@@ -80,6 +80,17 @@ describe("POST /v1/verifications", () => {
     expect(codesSentTo(t.betatel, to)).toHaveLength(5);
   });
 
+  it("when the same Idempotency-Key is sent twice, then the first answer comes back and one code went out", async () => {
+    const to = aPhoneNumber();
+    const key = `verify-${to}`;
+    const first = await startVerification(t.app, owner.auth, to).set("Idempotency-Key", key).expect(201);
+    const again = await startVerification(t.app, owner.auth, to).set("Idempotency-Key", key).expect(201);
+    expect(again.body).toEqual(first.body);
+    expect(codesSentTo(t.betatel, to)).toHaveLength(1);
+    const other = await startVerification(t.app, owner.auth, aPhoneNumber()).set("Idempotency-Key", key).expect(422);
+    expect(other.body.code).toBe("idempotency_key_reused");
+  });
+
   it("when Betatel refuses, then the send error is answered and nothing is kept", async () => {
     const to = aPhoneNumber();
     t.betatel.reply({ status: 400, body: { message: "number cannot receive WhatsApp" } });

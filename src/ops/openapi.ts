@@ -150,6 +150,14 @@ function inline(schema: z.ZodType): Json {
 
 const uuidParameter = { name: "uuid", in: "path", required: true, schema: inline(messageUuidSchema) };
 
+const idempotencyKeyParameter = {
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  description: "Same key and body within 24 h: the first answer again, Betatel is not called twice.",
+  schema: inline(idempotencyKeySchema),
+};
+
 const verificationIdParameter = { name: "id", in: "path", required: true, schema: inline(verificationIdSchema) };
 
 const API_KEY = [{ bearerApiKey: [] }, { headerApiKey: [] }];
@@ -199,15 +207,7 @@ export function buildOpenApiDocument(): Json {
           summary: "Send a WhatsApp OTP",
           tags: ["messages"],
           security: API_KEY,
-          parameters: [
-            {
-              name: "Idempotency-Key",
-              in: "header",
-              required: false,
-              description: "Same key and body within 24 h: the first answer again, Betatel is not called twice.",
-              schema: inline(idempotencyKeySchema),
-            },
-          ],
+          parameters: [idempotencyKeyParameter],
           requestBody: { required: true, content: json("SendMessageRequest", sendExample) },
           responses: {
             201: {
@@ -250,6 +250,7 @@ export function buildOpenApiDocument(): Json {
           summary: "Start a verification (send a code), or resend the pending one's code",
           tags: ["verifications"],
           security: API_KEY,
+          parameters: [idempotencyKeyParameter],
           requestBody: { required: true, content: json("StartVerificationRequest", { to: "+387 61 444 555" }) },
           responses: {
             201: { description: "Started: the code was sent.", content: json("Verification") },

@@ -1,6 +1,14 @@
 import express, { Router } from "express";
+import { withStorage } from "../db/errors.ts";
 import { parseOrThrow, requireJsonBody } from "../http/validate.ts";
+import {
+  claimIdempotencyKey,
+  releaseIdempotencyKey,
+  requestFingerprint,
+  saveIdempotentAnswer,
+} from "../messages/idempotency.ts";
 import { MESSAGE_BODY_LIMIT } from "../messages/routes.ts";
+import { idempotencyKeySchema } from "../messages/schemas.ts";
 import {
   checkBodySchema,
   checkByNumberBodySchema,
@@ -24,14 +32,37 @@ export function verificationsRouter(deps: VerificationDeps): Router {
 
   router.post("/", ...json, async (req, res) => {
     const { to } = parseOrThrow(startVerificationBodySchema, req.body);
-    const { status, body } = await startVerification(deps, {
-      team: res.locals.team,
-      to,
-      apiKeyId: res.locals.apiKeyId,
-      apiKey: res.locals.apiKey,
-    });
-    if (status === 201) res.location(`/v1/verifications/${body.id}`);
-    res.status(status).json(body);
+    const rawKey = req.get("idempotency-key");
+    const key =
+      rawKey === undefined ? undefined : parseOrThrow(idempotencyKeySchema, rawKey, "headers.idempotency-key");
+    // Same key and body within 24 h: the first answer again, and no second code goes out.
+    const scope = `verifications:${res.locals.apiKeyId}`;
+    if (key) {
+      const fingerprint = requestFingerprint({ to }, res.locals.apiKey);
+      const claim = await withStorage(() =>
+        claimIdempotencyKey(deps.db, scope, key, fingerprint, deps.betatelTimeoutMs + 15_000),
+      );
+      if (claim.kind === "replay") {
+        res.status(claim.answer.status).json(claim.answer.body);
+        return;
+      }
+    }
+    let answer: Awaited<ReturnType<typeof startVerification>>;
+    try {
+      answer = await startVerification(deps, {
+        team: res.locals.team,
+        to,
+        apiKeyId: res.locals.apiKeyId,
+        apiKey: res.locals.apiKey,
+      });
+    } catch (error) {
+      // A failed start keeps no verification (its code is void): the same key may try again.
+      if (key) await releaseIdempotencyKey(deps.db, scope, key).catch(() => {});
+      throw error;
+    }
+    if (key) await saveIdempotentAnswer(deps.db, scope, key, answer).catch(() => {});
+    if (answer.status === 201) res.location(`/v1/verifications/${answer.body.id}`);
+    res.status(answer.status).json(answer.body);
   });
 
   router.post("/check", ...json, async (req, res) => {
