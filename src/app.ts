@@ -16,7 +16,7 @@ import { healthRouter } from "./ops/health.ts";
 import { instrumentBetatel } from "./ops/instrument-betatel.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { metricsRouter } from "./ops/metrics-route.ts";
-import { openApiRouter } from "./ops/openapi.ts";
+import { methodNotAllowedHandler, openApiRouter } from "./ops/openapi.ts";
 import { verificationsRouter } from "./verifications/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
@@ -93,6 +93,7 @@ export function createApp(deps: AppDeps): express.Express {
   // The path the service's users named; same handlers and same key as /v1.
   app.get("/messages/:uuid", requireApiKey(config.API_KEYS), longPoll(live), getMessage(db));
 
+  app.use(methodNotAllowedHandler());
   app.use(notFoundHandler);
   app.use(problemHandler);
   return app;

@@ -1,4 +1,4 @@
-import { Router } from "express";
+import { type RequestHandler, Router } from "express";
 import { z } from "zod";
 import {
   deliveryIdSchema,
@@ -7,6 +7,7 @@ import {
   listDeliveriesQuerySchema,
   messageStatusEventSchema,
 } from "../callbacks/routes.ts";
+import { AppError } from "../http/problem.ts";
 import { longPollQuerySchema } from "../live/routes.ts";
 import { listMessagesQuerySchema, messageListSchema } from "../messages/list.ts";
 import {
@@ -433,6 +434,35 @@ export function buildOpenApiDocument(): Json {
         metricsToken: { type: "http", scheme: "bearer", description: "METRICS_TOKEN, when set." },
       },
     },
+  };
+}
+
+/**
+ * A documented path called with a method it does not have: 405 with `Allow` (GET also allows HEAD), instead
+ * of a 404 that would suggest the path is wrong. Mounted after every route.
+ */
+export function methodNotAllowedHandler(): RequestHandler {
+  const routes = Object.entries(buildOpenApiDocument().paths as Record<string, Json>).map(([path, operations]) => {
+    const methods = Object.keys(operations).map((method) => method.toUpperCase());
+    if (methods.includes("GET")) methods.push("HEAD");
+    const pattern = new RegExp(`^${path.replace(/\{[^}]+\}/g, "[^/]+").replaceAll(".", "\\.")}/?$`, "i");
+    return { pattern, allow: methods.join(", ") };
+  });
+  return (req, _res, next) => {
+    const route = routes.find((candidate) => candidate.pattern.test(req.path));
+    if (!route) return next();
+    next(
+      new AppError(
+        405,
+        "method_not_allowed",
+        "Method not allowed",
+        `${req.method} is not served here; use ${route.allow}.`,
+        {},
+        {
+          Allow: route.allow,
+        },
+      ),
+    );
   };
 }
 
