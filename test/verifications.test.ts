@@ -32,7 +32,8 @@ describe("POST /v1/verifications", () => {
     expect(Date.parse(res.body.expiresAt) - Date.now()).toBeGreaterThan(590_000);
     const code = lastCodeSentTo(t.betatel, to);
     expect(code).toMatch(/^\d{6}$/);
-    expect((t.betatel.requests.at(-1)?.json as { text: string }).text).toBe(
+    expect(t.betatel.requests.at(-1)?.json).toHaveProperty(
+      "text",
       `Your verification code is ${code}. It expires in 10 minutes.`,
     );
     const [message] = res.body.messages;

@@ -123,27 +123,24 @@ function componentSchemas(): Record<string, Json> {
   ) as Record<string, Json>;
 }
 
-/** Query parameters, one per field of the route's own zod object schema. */
+/**
+ * Query parameters, one per field of the route's own zod object schema. A parameter is described by the
+ * value the route reads (`limit` an integer, not the string it arrives as), unless that value is an internal
+ * object (a decoded cursor): then by what the caller writes.
+ */
 function queryParameters(schema: z.ZodObject, descriptions: Record<string, string> = {}): Json[] {
   return Object.entries(schema.shape).map(([name, field]) => {
-    const { description, ...jsonSchema } = inline(field as z.ZodType);
+    const read = inline(field as z.ZodType, "output");
+    const { description, ...jsonSchema } = typeof read.type === "string" ? read : inline(field as z.ZodType);
     return { name, in: "query", required: false, description: descriptions[name] ?? description, schema: jsonSchema };
   });
 }
 
-/** Query parameters of `GET /v1/messages`, one per field of the route's own zod schema. */
-function listParameters(): Json[] {
-  return Object.entries(listMessagesQuerySchema.shape).map(([name, schema]) => {
-    const { description, ...jsonSchema } = inline(schema);
-    return { name, in: "query", required: false, description, schema: jsonSchema };
-  });
-}
-
 /** A zod schema as an inline JSON Schema (no `$schema`: the document's dialect applies). */
-function inline(schema: z.ZodType): Json {
+function inline(schema: z.ZodType, io: "input" | "output" = "input"): Json {
   const { $schema: _schema, ...rest } = z.toJSONSchema(schema, {
     target: "draft-2020-12",
-    io: "input",
+    io,
     unrepresentable: "any",
   }) as Json;
   return rest;
@@ -164,8 +161,9 @@ const verificationIdParameter = { name: "id", in: "path", required: true, schema
 const API_KEY = [{ bearerApiKey: [] }, { headerApiKey: [] }];
 const WEBHOOK_SECRET = [{ webhookSecretHeader: [] }, { webhookBearer: [] }, { webhookSecretQuery: [] }];
 
-function getMessage(summary: string): Json {
+function getMessage(operationId: string, summary: string): Json {
   return {
+    operationId,
     summary,
     tags: ["messages"],
     security: API_KEY,
@@ -183,6 +181,35 @@ function getMessage(summary: string): Json {
   };
 }
 
+const RETRY_AFTER = {
+  "Retry-After": { description: "Seconds to wait before trying again.", schema: { type: "integer", minimum: 0 } },
+};
+const RATE_LIMIT_HEADERS = {
+  RateLimit: { description: "The key's remaining requests in this window (IETF draft 7).", schema: { type: "string" } },
+  "RateLimit-Policy": { description: "The limit and its window.", schema: { type: "string" } },
+};
+
+/**
+ * Answers every operation can give: 408 when a request is not received in time, 500 for a failure of ours;
+ * and the headers that tell a client when to retry (`Retry-After` on 429 and 503, `RateLimit` on 429).
+ */
+function withCommonAnswers(paths: Record<string, Record<string, Json>>) {
+  for (const operations of Object.values(paths)) {
+    for (const operation of Object.values(operations)) {
+      const responses = operation.responses as Record<string, Json>;
+      responses["408"] ??= problem("The request was not received in time (the connection is closed).");
+      responses["500"] ??= problem("`internal_error`: a failure of ours, logged; the body carries no details.");
+      for (const status of ["429", "503"]) {
+        const response = responses[status];
+        if (response) {
+          response.headers = { ...RETRY_AFTER, ...(status === "429" ? RATE_LIMIT_HEADERS : {}) };
+        }
+      }
+    }
+  }
+  return paths;
+}
+
 /** The OpenAPI 3.1 document of the product API and the webhook (contract sections 3 and 4), plus ops routes. */
 export function buildOpenApiDocument(): Json {
   const sendExample = { to: "+387 61 444 555", text: "Your code is 482910" };
@@ -193,18 +220,21 @@ export function buildOpenApiDocument(): Json {
       title: "whatsapp-otp-tracker",
       version: "1",
       description: "Sends WhatsApp OTPs through Betatel and tracks their delivery status.",
+      license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" },
     },
+    servers: [{ url: "/", description: "The service that serves this document" }],
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
     tags: [
-      { name: "messages" },
-      { name: "verifications" },
-      { name: "callbacks" },
-      { name: "webhooks" },
-      { name: "ops" },
+      { name: "messages", description: "Send OTPs and read their delivery status." },
+      { name: "verifications", description: "Send a generated code and check it, with delivery tracking." },
+      { name: "callbacks", description: "Status changes pushed to the team's endpoints." },
+      { name: "webhooks", description: "Betatel's status updates." },
+      { name: "ops", description: "Health, metrics and this document." },
     ],
-    paths: {
+    paths: withCommonAnswers({
       "/v1/messages": {
         post: {
+          operationId: "sendMessage",
           summary: "Send a WhatsApp OTP",
           tags: ["messages"],
           security: API_KEY,
@@ -216,20 +246,23 @@ export function buildOpenApiDocument(): Json {
               headers: { Location: { schema: { type: "string" }, description: "/v1/messages/{uuid}" } },
               content: json("CreatedMessage"),
             },
+            429: problem("`rate_limited`: this key's send rate"),
             ...problems(400, 401, 409, 413, 415, 422, 502, 503, 504),
           },
         },
         get: {
+          operationId: "listMessages",
           summary: "List messages, newest first (keyset pagination)",
           tags: ["messages"],
           security: API_KEY,
-          parameters: listParameters(),
+          parameters: queryParameters(listMessagesQuerySchema),
           responses: { 200: { description: "One page.", content: json("MessageList") }, ...problems(400, 401, 503) },
         },
       },
-      "/v1/messages/{uuid}": { get: getMessage("Read one message") },
+      "/v1/messages/{uuid}": { get: getMessage("getMessage", "Read one message") },
       "/v1/messages/{uuid}/stream": {
         get: {
+          operationId: "streamMessage",
           summary: "Live status as Server-Sent Events",
           description:
             "First event: the message as GET returns it; then one event per status change, from whichever instance made it. Heartbeat comments keep the stream open.",
@@ -245,9 +278,12 @@ export function buildOpenApiDocument(): Json {
           },
         },
       },
-      "/messages/{uuid}": { get: getMessage("Read one message (same as /v1/messages/{uuid})") },
+      "/messages/{uuid}": {
+        get: getMessage("getMessageByShortPath", "Read one message (same as /v1/messages/{uuid})"),
+      },
       "/v1/verifications": {
         post: {
+          operationId: "startVerification",
           summary: "Start a verification (send a code), or resend the pending one's code",
           tags: ["verifications"],
           security: API_KEY,
@@ -268,6 +304,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/v1/verifications/check": {
         post: {
+          operationId: "checkVerificationByNumber",
           summary: "Check a code against the number's pending verification",
           tags: ["verifications"],
           security: API_KEY,
@@ -287,6 +324,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/v1/verifications/{id}": {
         get: {
+          operationId: "getVerification",
           summary: "Read a verification with the delivery status of its messages",
           tags: ["verifications"],
           security: API_KEY,
@@ -299,6 +337,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/v1/verifications/{id}/check": {
         post: {
+          operationId: "checkVerification",
           summary: "Check a code",
           tags: ["verifications"],
           security: API_KEY,
@@ -316,6 +355,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/v1/verifications/{id}/cancel": {
         post: {
+          operationId: "cancelVerification",
           summary: "Cancel a pending verification",
           tags: ["verifications"],
           security: API_KEY,
@@ -329,6 +369,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/v1/callbacks/deliveries": {
         get: {
+          operationId: "listCallbackDeliveries",
           summary: "The team's status callback deliveries, newest first",
           tags: ["callbacks"],
           security: API_KEY,
@@ -344,6 +385,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/v1/callbacks/deliveries/{id}/retry": {
         post: {
+          operationId: "retryCallbackDelivery",
           summary: "Send a delivery again now, with a fresh retry schedule (same webhook-id)",
           tags: ["callbacks"],
           security: API_KEY,
@@ -356,11 +398,19 @@ export function buildOpenApiDocument(): Json {
       },
       "/webhooks/betatel": {
         post: {
+          operationId: "receiveBetatelStatuses",
           summary: "Betatel status updates",
           tags: ["webhooks"],
           security: WEBHOOK_SECRET,
           description:
             "When WEBHOOK_SIGNING_SECRET is set, a Standard Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`) is required as well.",
+          parameters: ["webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => ({
+            name,
+            in: "header",
+            required: false,
+            description: "Standard Webhooks header; required when WEBHOOK_SIGNING_SECRET is set.",
+            schema: { type: "string" },
+          })),
           requestBody: { required: true, content: json("WebhookBody", webhookExample) },
           responses: {
             200: { description: "Stored; one result per item.", content: json("WebhookResponse") },
@@ -370,6 +420,8 @@ export function buildOpenApiDocument(): Json {
       },
       "/healthz": {
         get: {
+          operationId: "checkLiveness",
+          security: [],
           summary: "The process answers",
           tags: ["ops"],
           responses: { 200: { description: "Up.", content: json("Health") } },
@@ -377,6 +429,8 @@ export function buildOpenApiDocument(): Json {
       },
       "/readyz": {
         get: {
+          operationId: "checkReadiness",
+          security: [],
           summary: "The database answers",
           tags: ["ops"],
           responses: { 200: { description: "Ready.", content: json("Health") }, ...problems(503) },
@@ -384,6 +438,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/metrics": {
         get: {
+          operationId: "getMetrics",
           summary: "Prometheus metrics",
           tags: ["ops"],
           description: "Open unless METRICS_TOKEN is set; then `Authorization: Bearer <METRICS_TOKEN>`.",
@@ -396,6 +451,8 @@ export function buildOpenApiDocument(): Json {
       },
       "/openapi.json": {
         get: {
+          operationId: "getOpenApiDocument",
+          security: [],
           summary: "This document",
           tags: ["ops"],
           responses: {
@@ -403,11 +460,13 @@ export function buildOpenApiDocument(): Json {
           },
         },
       },
-    },
+    }),
     // Status callbacks the service POSTs to a team's registered endpoints.
     webhooks: {
       "message.status": {
         post: {
+          operationId: "messageStatusCallback",
+          security: [],
           summary: "A message's status changed",
           description:
             "Signed with Standard Webhooks using the endpoint's secret. `webhook-id` is the same on every retry; any 2xx within 15 s acknowledges it.",
