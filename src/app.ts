@@ -7,7 +7,10 @@ import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
-import { securityHeaders, sendRateLimit } from "./http/security.ts";
+import { securityHeaders } from "./http/security.ts";
+import { createKeyResolver, type KeyResolver } from "./keys/resolver.ts";
+import { sendRateLimit } from "./limits/key-rate-limit.ts";
+import { createSendGuard } from "./limits/send-guard.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
 import { liveRouter, longPoll } from "./live/routes.ts";
 import { listMessagesRoute } from "./messages/list.ts";
@@ -31,6 +34,8 @@ export interface AppDeps {
   notifier?: MessageNotifier;
   /** SSE heartbeat period; tests shorten it. */
   heartbeatMs?: number;
+  /** Who a presented API key is (API_KEYS and the api_keys table); built from config and db by default. */
+  keys?: KeyResolver;
 }
 
 /** Builds the HTTP app from its dependencies. Opens nothing and listens nowhere: `server.ts` does. */
@@ -63,18 +68,36 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
 
-  const sendDeps = { db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS };
+  const keys = deps.keys ?? createKeyResolver({ db, staticKeys: config.API_KEYS });
+  const refused = (reason: string, team: string) => metrics.sendRefusals.inc({ reason, team: metrics.teamLabel(team) });
+  const guard = createSendGuard({
+    db,
+    logger,
+    recipientLimits: config.RECIPIENT_LIMITS,
+    allowedCountries: config.ALLOWED_COUNTRIES,
+    onRefused: refused,
+  });
+  const sendDeps = { db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS, guard };
   const messages = messagesRouter(sendDeps);
   const v1 = Router();
-  v1.use(requireApiKey(config.API_KEYS));
-  v1.post("/messages", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));
+  v1.use(requireApiKey(keys));
+  v1.post("/messages", (_req, res, next) => {
+    res.on("finish", () => metrics.sends.inc({ team: metrics.teamLabel(res.locals.team), status: res.statusCode }));
+    next();
+  });
+  // One per-key rate over everything that sends: messages and verification codes share the count.
+  const keyRateLimit = sendRateLimit(db, config.RATE_LIMIT_PER_MINUTE, (team) => {
+    refused("key", team);
+    logger.warn({ reason: "key", team }, "send refused by a limit");
+  });
+  v1.post("/messages", keyRateLimit);
   // The list; the live routes; the messages router serves POST / and GET /:uuid.
   v1.get("/messages", listMessagesRoute(db));
   v1.use("/messages", liveRouter(live));
   v1.get("/messages/:uuid", longPoll(live));
   v1.use("/messages", messages);
   v1.use("/callbacks", callbacksRouter(db.pool));
-  v1.post("/verifications", sendRateLimit(config.RATE_LIMIT_PER_MINUTE));
+  v1.post("/verifications", keyRateLimit);
   v1.use(
     "/verifications",
     verificationsRouter({
@@ -91,7 +114,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use("/v1", v1);
   // The path the service's users named; same handlers and same key as /v1.
-  app.get("/messages/:uuid", requireApiKey(config.API_KEYS), longPoll(live), getMessage(db));
+  app.get("/messages/:uuid", requireApiKey(keys), longPoll(live), getMessage(db));
 
   app.use(methodNotAllowedHandler());
   app.use(notFoundHandler);

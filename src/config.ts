@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { parseApiKeys } from "./keys/static-keys.ts";
+import { parseAllowedCountries, parseRecipientLimits } from "./limits/limits-config.ts";
 
 const optionalSecret = z
   .string()
@@ -29,17 +31,13 @@ const envSchema = z.object({
     (value) => value === undefined || value.startsWith("whsec_"),
     "must be a Standard Webhooks key starting with whsec_",
   ),
-  API_KEYS: z
-    .string()
-    .optional()
-    .transform((value) =>
-      (value ?? "")
-        .split(",")
-        .map((key) => key.trim())
-        .filter(Boolean),
-    ),
-  /** POST /v1/messages per API key per minute, per instance (in memory); 0 turns the limit off. */
+  // `team:key` pairs or bare keys (team `default`); more keys live in the api_keys table (`npm run keys`).
+  API_KEYS: z.string().optional().transform(parseApiKeys),
+  /** POST /v1/messages per API key per minute, counted over all instances (in Postgres); 0 turns it off. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600),
+  // Abuse limits: sends per recipient number per window (all teams, all instances), and allowed countries.
+  RECIPIENT_LIMITS: z.string().default("5/10m,20/24h").transform(parseRecipientLimits),
+  ALLOWED_COUNTRIES: z.string().transform(parseAllowedCountries).optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   PUBLIC_URL: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
   SANDBOX_STEP_MS: milliseconds(2000),

@@ -86,6 +86,8 @@ describe("status callbacks", () => {
     await postWebhook(t.app, { uuid, status: "SENT" }).expect(200);
     await postWebhook(t.app, { uuid, status: "DELIVERED" }).expect(200);
     await postWebhook(t.app, { uuid, status: "READ" }).expect(200);
+    // The worker's clock starts after the events were queued (by the database's clock).
+    clock.now = new Date(Date.now() + 1_000);
 
     receiver.respond = (res) => res.writeHead(503).end("down for maintenance");
     for (const [attempt, waitMs] of RETRY_SCHEDULE_MS.slice(0, 3).entries()) {
@@ -114,6 +116,7 @@ describe("status callbacks", () => {
     const worker = aWorker(t.db, { clock });
     const uuid = await sendAs(t.app, owner.auth);
     await postWebhook(t.app, { uuid, status: "FAILED", error: "blocked" }).expect(200);
+    clock.now = new Date(Date.now() + 1_000);
     receiver.respond = (res) => res.writeHead(500).end();
     for (let attempt = 1; attempt <= 8; attempt++) {
       expect(await worker.runOnce()).toBe(1);

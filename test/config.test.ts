@@ -43,7 +43,38 @@ describe("loadConfig", () => {
 
     expect(config.betatel).toEqual({ apiKey: "key", accountId: "account" });
     expect(config.sandbox).toBe(false);
-    expect(config.API_KEYS).toEqual(["a", "b", "c"]);
+    expect(config.API_KEYS).toEqual([
+      { team: "default", key: "a" },
+      { team: "default", key: "b" },
+      { team: "default", key: "c" },
+    ]);
+  });
+
+  it("when API_KEYS has team:key pairs, then each key belongs to its team and a bare key to `default`", () => {
+    const config = loadConfig({ API_KEYS: "growth:k1, billing:k2:with-colon ,k3" });
+
+    expect(config.API_KEYS).toEqual([
+      { team: "growth", key: "k1" },
+      { team: "billing", key: "k2:with-colon" },
+      { team: "default", key: "k3" },
+    ]);
+  });
+
+  it("when the abuse limits are not set, then 5 per 10 minutes and 20 per 24 hours per number, every country", () => {
+    const config = loadConfig({});
+
+    expect(config.RECIPIENT_LIMITS).toEqual([
+      { limit: 5, windowMs: 600_000, label: "5/10m" },
+      { limit: 20, windowMs: 86_400_000, label: "20/24h" },
+    ]);
+    expect(config.ALLOWED_COUNTRIES).toBeUndefined();
+  });
+
+  it("when RECIPIENT_LIMITS is off and ALLOWED_COUNTRIES is a list in any case, then no recipient limit and those countries", () => {
+    const config = loadConfig({ RECIPIENT_LIMITS: "off", ALLOWED_COUNTRIES: "ba, hr,RS" });
+
+    expect(config.RECIPIENT_LIMITS).toEqual([]);
+    expect([...(config.ALLOWED_COUNTRIES ?? [])]).toEqual(["BA", "HR", "RS"]);
   });
 
   it("when a variable is set but empty (PORT=), then its default applies, not zero", () => {
@@ -79,6 +110,17 @@ describe("loadConfig", () => {
     { env: { EXPIRE_AFTER_MS: "-5" }, variable: "EXPIRE_AFTER_MS" },
     { env: { BETATEL_API_KEY: "key" }, variable: "BETATEL_ACCOUNT_ID" },
     { env: { BETATEL_ACCOUNT_ID: "account" }, variable: "BETATEL_API_KEY" },
+    { env: { API_KEYS: "growth team:k1" }, variable: "API_KEYS" },
+    { env: { API_KEYS: "growth:" }, variable: "API_KEYS" },
+    { env: { API_KEYS: "growth:k1,billing:k1" }, variable: "API_KEYS" },
+    { env: { RECIPIENT_LIMITS: "5" }, variable: "RECIPIENT_LIMITS" },
+    { env: { RECIPIENT_LIMITS: "5/10x" }, variable: "RECIPIENT_LIMITS" },
+    { env: { RECIPIENT_LIMITS: "0/10m" }, variable: "RECIPIENT_LIMITS" },
+    { env: { RECIPIENT_LIMITS: "5/10m,,20/24h" }, variable: "RECIPIENT_LIMITS" },
+    { env: { RECIPIENT_LIMITS: "5/90d" }, variable: "RECIPIENT_LIMITS" },
+    { env: { ALLOWED_COUNTRIES: "BA,XX" }, variable: "ALLOWED_COUNTRIES" },
+    { env: { ALLOWED_COUNTRIES: "Bosnia" }, variable: "ALLOWED_COUNTRIES" },
+    { env: { RATE_LIMIT_PER_MINUTE: "-1" }, variable: "RATE_LIMIT_PER_MINUTE" },
     { env: { ...PRODUCTION, API_KEYS: "" }, variable: "API_KEYS" },
     { env: { ...PRODUCTION, API_KEYS: " , " }, variable: "API_KEYS" },
     { env: { ...PRODUCTION, WEBHOOK_SECRET: "" }, variable: "WEBHOOK_SECRET" },
@@ -114,6 +156,31 @@ describe("loadConfig", () => {
 });
 
 describe("starting the server with a wrong configuration", () => {
+  it("when RECIPIENT_LIMITS is not count/window, then the process exits 1 with one line saying the expected form", async () => {
+    const { code, stderr } = await run("npx", ["tsx", "src/server.ts"], {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "",
+      RECIPIENT_LIMITS: "5 per hour",
+    });
+
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe(
+      'Invalid configuration: RECIPIENT_LIMITS: "5 per hour" is not count/window (e.g. 5/10m,20/24h; units s, m, h, d; window up to 31d), or "off"',
+    );
+  });
+
+  it("when a key in API_KEYS is given twice, then the process exits 1 naming API_KEYS but not the key", async () => {
+    const { code, stderr } = await run("npx", ["tsx", "src/server.ts"], {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "",
+      API_KEYS: "growth:sekrit-key-1,billing:sekrit-key-1",
+    });
+
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe("Invalid configuration: API_KEYS: entry 2: the same key is listed twice");
+    expect(stderr).not.toContain("sekrit");
+  });
+
   it("when PORT=abc, then the process exits 1 with one clear line on stderr and nothing else", async () => {
     const { code, stdout, stderr } = await run("npx", ["tsx", "src/server.ts"], {
       PATH: process.env.PATH ?? "",

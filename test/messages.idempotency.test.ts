@@ -162,7 +162,7 @@ describe("POST /v1/messages with Idempotency-Key", () => {
     // What a first request that crashed a minute ago leaves behind: the claim, without an answer.
     await t.db.pool.query(
       `INSERT INTO idempotency_keys (scope, key, request_hash, created_at)
-       VALUES ('open', $1, $2, now() - interval '1 minute')`,
+       VALUES ('default:open', $1, $2, now() - interval '1 minute')`,
       [key, requestFingerprint(body, "")],
     );
 

@@ -44,6 +44,8 @@ describe("POST /v1/messages", () => {
       failedAt: null,
       expiredAt: null,
       error: null,
+      reference: null,
+      metadata: null,
       verificationId: null,
       events: [
         {

@@ -51,8 +51,17 @@ describe("GET /openapi.json", () => {
       "createdTo",
       "limit",
       "cursor",
+      "reference",
     ]);
     expect(doc.paths["/v1/messages"]?.post?.responses["400"]?.content).toHaveProperty(["application/problem+json"]);
+    // The abuse limits' answers: 429 with Retry-After (key or recipient), 422 for a country not allowed.
+    const send = doc.paths["/v1/messages"]?.post?.responses as Record<
+      string,
+      { description: string; headers?: object }
+    >;
+    expect(send["429"]?.description).toMatch(/`rate_limited`.*`recipient_rate_limited`/);
+    expect(send["429"]?.headers).toHaveProperty("Retry-After");
+    expect(send["422"]?.description).toContain("`country_not_allowed`");
     expect(doc.paths["/webhooks/betatel"]?.post).toHaveProperty("security");
   });
 

@@ -68,7 +68,14 @@ describe("retention", () => {
 
     expect(run).toEqual({
       ran: true,
-      removed: { bufferedEvents: 5, messages: 0, messageEvents: 0, idempotencyKeys: 1, callbackDeliveries: 0 },
+      removed: {
+        bufferedEvents: 5,
+        messages: 0,
+        messageEvents: 0,
+        idempotencyKeys: 1,
+        callbackDeliveries: 0,
+        limitRows: 0,
+      },
     });
     expect(await eventUuids()).toEqual([known.uuid, recent].sort());
     expect(await idempotencyKeys()).toEqual(["fresh-key"]);
@@ -96,6 +103,25 @@ describe("retention", () => {
     expect(run.removed.callbackDeliveries).toBe(2);
     const { rows } = await db.pool.query("SELECT event_id FROM callback_deliveries ORDER BY event_id");
     expect(rows.map((row) => row.event_id)).toEqual(["delivered-29", "pending-31"]);
+  });
+
+  it("deletes recipient sends older than any limit window (31 days) and per-key counters of long-ended windows", async () => {
+    await db.pool.query(
+      `INSERT INTO recipient_sends ("to", team, sent_at) VALUES ('38761000001', 't', $1), ('38761000001', 't', $2), ('38761000001', 't', $3)`,
+      [daysAgo(32), daysAgo(33), daysAgo(30)],
+    );
+    await db.pool.query(
+      `INSERT INTO rate_limit_counters (key, hits, reset_at) VALUES ('send:old', 3, now() - interval '2 hours'),
+       ('send:now', 1, now() + interval '30 seconds')`,
+    );
+
+    const run = await runRetentionOnce(options({ batchSize: 1 }));
+
+    expect(run.removed.limitRows).toBe(3);
+    const sends = await db.pool.query(`SELECT sent_at FROM recipient_sends WHERE "to" = '38761000001'`);
+    expect(sends.rows).toHaveLength(1);
+    const counters = await db.pool.query("SELECT key FROM rate_limit_counters ORDER BY key");
+    expect(counters.rows).toEqual([{ key: "send:now" }]);
   });
 
   it("keeps messages forever when MESSAGE_RETENTION_MS is unset", async () => {

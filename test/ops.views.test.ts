@@ -71,6 +71,36 @@ describe("dashboard views", () => {
     ]);
   });
 
+  it("every view carries the team, and ops_messages_per_hour counts each team apart", async () => {
+    const day = new Date("2026-02-01T08:00:00Z");
+    const rows = [
+      await insertMessage(db.pool, { createdAt: day }),
+      await insertMessage(db.pool, { createdAt: plus(day, MINUTE) }),
+      await insertMessage(db.pool, { createdAt: plus(day, 2 * MINUTE) }),
+    ];
+    await db.pool.query("UPDATE messages SET team = 'growth' WHERE uuid = ANY($1)", [rows.slice(1).map((r) => r.uuid)]);
+
+    const perHour = await db.pool.query(
+      `SELECT team, status, messages::int FROM ops_messages_per_hour WHERE hour = '2026-02-01T08:00:00Z' ORDER BY team`,
+    );
+    expect(perHour.rows).toEqual([
+      { team: "default", status: "PENDING", messages: 1 },
+      { team: "growth", status: "PENDING", messages: 2 },
+    ]);
+    for (const view of [
+      "ops_messages_per_hour",
+      "ops_latency_per_hour",
+      "ops_failure_reasons_per_day",
+      "ops_stuck_messages",
+    ]) {
+      const { fields } = await db.pool.query(`SELECT * FROM ${view} LIMIT 0`);
+      expect(
+        fields.map((field) => field.name),
+        view,
+      ).toContain("team");
+    }
+  });
+
   it("ops_latency_per_hour gives delivery and read latency percentiles of the messages that got there", async () => {
     const { rows } = await db.pool.query(
       `SELECT messages::int, delivered::int, delivery_p50_s, delivery_p90_s, delivery_p99_s, read::int, read_p50_s, read_p90_s

@@ -16,7 +16,6 @@ export interface CallbackRequest {
   signingSecret: string;
   allowPrivate: boolean;
   timeoutMs?: number;
-  now?: Date;
 }
 
 export type CallbackResult =
@@ -34,7 +33,8 @@ export function postEvent(request: CallbackRequest): Promise<CallbackResult> {
   } catch (error) {
     return Promise.resolve({ ok: false, error: `refused: ${(error as Error).message}` });
   }
-  const timestamp = request.now ?? new Date();
+  // The attempt's own time: receivers refuse a webhook-timestamp far from their clock.
+  const timestamp = new Date();
   const signature = new Webhook(request.signingSecret).sign(request.eventId, timestamp, request.body);
   const transport = url.protocol === "https:" ? https : http;
   return new Promise((resolve) => {

@@ -17,7 +17,7 @@ export interface CallbackWorkerOptions {
   /** In flight for one endpoint: a dead or slow endpoint holds at most this many slots. */
   perEndpoint?: number;
   timeoutMs?: number;
-  /** The clock retries are scheduled by; tests move it instead of sleeping hours. */
+  /** The clock retries are scheduled by; tests move it instead of sleeping hours. Signatures use the real time. */
   now?: () => Date;
   /** Called after each attempt (metrics). */
   onAttempt?: (result: AttemptResult) => void;
@@ -67,7 +67,6 @@ export function createCallbackWorker(options: CallbackWorkerOptions) {
       signingSecret: endpointSigningSecret(options.masterSecret, delivery.endpointId, delivery.secretVersion),
       allowPrivate: options.allowPrivate,
       timeoutMs,
-      now: now(),
     });
     options.onAttempt?.(attemptResult(result));
     if (!result.ok) {

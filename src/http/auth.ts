@@ -1,6 +1,9 @@
 import type { RequestHandler } from "express";
+import { withStorage } from "../db/errors.ts";
+import type { KeyResolver } from "../keys/resolver.ts";
+import { DEFAULT_TEAM } from "../keys/static-keys.ts";
 import { AppError } from "./problem.ts";
-import { bearerToken, matchesSecret, secretId } from "./secrets.ts";
+import { bearerToken, secretId } from "./secrets.ts";
 
 declare module "express-serve-static-core" {
   interface Locals {
@@ -8,6 +11,11 @@ declare module "express-serve-static-core" {
     apiKeyId: string;
     /** The key itself, kept in memory only (it keys request fingerprints). */
     apiKey: string;
+    /**
+     * The caller's team: every message it sends is stamped with it and every read is limited to it. Set by
+     * `requireApiKey` (`default` when /v1 is open).
+     */
+    team: string;
   }
 }
 
@@ -23,19 +31,26 @@ const unauthorized = () =>
     },
   );
 
-/** `/v1/*` guard: one of API_KEYS in `Authorization: Bearer` or `x-api-key`. Open when no keys are set. */
-export function requireApiKey(keys: readonly string[]): RequestHandler {
-  return (req, res, next) => {
-    if (keys.length === 0) {
-      res.locals.apiKeyId = "open";
-      res.locals.apiKey = "";
-      return next();
-    }
+/**
+ * `/v1/*` guard: a key from API_KEYS or the api_keys table, in `Authorization: Bearer` or `x-api-key`. Sets
+ * `res.locals.team`. Open (team `default`) only when no key is configured anywhere.
+ */
+export function requireApiKey(keys: KeyResolver): RequestHandler {
+  return async (req, res, next) => {
     const header = req.headers["x-api-key"];
     const presented = bearerToken(req.headers.authorization) ?? (typeof header === "string" ? header : undefined);
-    if (!presented || !matchesSecret(presented, keys)) return next(unauthorized());
-    res.locals.apiKeyId = secretId(presented);
-    res.locals.apiKey = presented;
+    const caller = presented ? await withStorage(() => keys.resolve(presented)) : undefined;
+    if (presented && caller) {
+      res.locals.apiKeyId = secretId(presented);
+      res.locals.apiKey = presented;
+      res.locals.team = caller.team;
+      return next();
+    }
+    // No valid key: fine only while no key is configured anywhere (development).
+    if (!(await withStorage(() => keys.isOpen()))) return next(unauthorized());
+    res.locals.apiKeyId = "open";
+    res.locals.apiKey = "";
+    res.locals.team = DEFAULT_TEAM;
     next();
   };
 }

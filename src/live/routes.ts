@@ -26,8 +26,8 @@ export const longPollQuerySchema = z.object({
   timeout: z.coerce.number().int().min(1).max(60).default(30),
 });
 
-const loadMessage = async (db: Database, uuid: string) => {
-  const message = await withStorage(() => findMessage(db, uuid));
+const loadMessage = async (db: Database, uuid: string, team: string) => {
+  const message = await withStorage(() => findMessage(db, uuid, team));
   if (!message) throw notFound(`No message with uuid ${uuid}.`, "message_not_found");
   return message;
 };
@@ -40,7 +40,7 @@ const loadMessage = async (db: Database, uuid: string) => {
  */
 async function watchMessage(
   deps: LiveDeps,
-  uuid: string,
+  { uuid, team }: { uuid: string; team: string },
   onChange: (message: Awaited<ReturnType<typeof loadMessage>>) => void,
   onClosing: () => void,
 ) {
@@ -60,7 +60,7 @@ async function watchMessage(
     try {
       do {
         again = false;
-        const message = await findMessage(deps.db, uuid);
+        const message = await findMessage(deps.db, uuid, team);
         if (message && !stopped) onChange(message);
       } while (again && !stopped);
     } catch {
@@ -81,7 +81,7 @@ async function watchMessage(
     unsubscribe();
   };
   try {
-    const first = await loadMessage(deps.db, uuid);
+    const first = await loadMessage(deps.db, uuid, team);
     const resume = () => {
       started = true;
       if (closing) onClosing();
@@ -110,7 +110,7 @@ export function liveRouter(deps: LiveDeps): Router {
     };
     const watch = await watchMessage(
       deps,
-      uuid,
+      { uuid, team: res.locals.team },
       (message) => send(message),
       () => res.end(),
     );
@@ -152,7 +152,7 @@ export function longPoll(deps: LiveDeps): RequestHandler {
     let answered = false;
     const watch = await watchMessage(
       deps,
-      uuid,
+      { uuid, team: res.locals.team },
       (message) => {
         latest = message;
         if (reached(message)) done(message);
@@ -179,7 +179,7 @@ export function longPoll(deps: LiveDeps): RequestHandler {
     if (query.waitFor && reached(latest)) return done(latest);
     timer = setTimeout(() => {
       // At the timeout: the current state, read fresh.
-      findMessage(deps.db, uuid)
+      findMessage(deps.db, uuid, res.locals.team)
         .then((message) => done(message ?? latest))
         .catch(() => done(latest));
     }, query.timeout * 1000);

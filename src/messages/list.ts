@@ -10,6 +10,7 @@ import {
   messageSummarySchema,
   messageUuidSchema,
   phoneNumberSchema,
+  referenceSchema,
   statusSchema,
 } from "./schemas.ts";
 
@@ -73,6 +74,7 @@ export const listMessagesQuerySchema = z.strictObject({
   createdTo: instantSchema.optional().meta({ description: "Created before this instant (exclusive)." }),
   limit: limitSchema.optional(),
   cursor: cursorSchema.optional(),
+  reference: referenceSchema.optional(),
 });
 export type ListMessagesQuery = z.output<typeof listMessagesQuerySchema>;
 
@@ -107,20 +109,22 @@ export function parseListQuery(query: unknown): ListMessagesQuery {
 const COLUMNS = `uuid, "to", status::text AS status, text_length AS "textLength", created_at AS "createdAt",
   updated_at AS "updatedAt", sent_at AS "sentAt", delivered_at AS "deliveredAt", read_at AS "readAt",
   failed_at AS "failedAt", expired_at AS "expiredAt", error_code AS "errorCode", error_message AS "errorMessage",
-  wam_id AS "wamId", verification_id AS "verificationId"`;
+  wam_id AS "wamId", reference, metadata, verification_id AS "verificationId"`;
 
 /**
- * The page query: keyset pagination on (created_at, uuid), newest first. Only the given filters appear in
- * the WHERE, so each filter combination matches an index on (filter column, created_at DESC, uuid DESC)
- * and the scan stops after `limit + 1` rows (the extra row tells whether there is a next page).
+ * The page query over one team's messages: keyset pagination on (created_at, uuid), newest first. Only the
+ * given filters appear in the WHERE, so each filter combination matches an index on (team or the filter
+ * column, created_at DESC, uuid DESC) and the scan stops after `limit + 1` rows (the extra row tells
+ * whether there is a next page).
  */
-export function buildListQuery(query: ListMessagesQuery): { text: string; values: unknown[] } {
+export function buildListQuery(query: ListMessagesQuery, team: string): { text: string; values: unknown[] } {
   const values: unknown[] = [];
   const param = (value: unknown) => {
     values.push(value);
     return `$${values.length}`;
   };
-  const where: string[] = [];
+  const where: string[] = [`team = ${param(team)}`];
+  if (query.reference) where.push(`reference = ${param(query.reference)}`);
   if (query.status) where.push(`status = ${param(query.status)}::message_status`);
   if (query.to) where.push(`"to" = ${param(query.to)}`);
   if (query.createdFrom) where.push(`created_at >= ${param(query.createdFrom)}`);
@@ -130,14 +134,14 @@ export function buildListQuery(query: ListMessagesQuery): { text: string; values
   }
   const limit = param((query.limit ?? DEFAULT_LIMIT) + 1);
   return {
-    text: `SELECT ${COLUMNS} FROM messages${where.length ? ` WHERE ${where.join(" AND ")}` : ""}
+    text: `SELECT ${COLUMNS} FROM messages WHERE ${where.join(" AND ")}
       ORDER BY created_at DESC, uuid DESC LIMIT ${limit}`,
     values,
   };
 }
 
-export async function listMessages(db: Database, query: ListMessagesQuery): Promise<MessageList> {
-  const { text, values } = buildListQuery(query);
+export async function listMessages(db: Database, query: ListMessagesQuery, team: string): Promise<MessageList> {
+  const { text, values } = buildListQuery(query, team);
   const { rows } = await db.pool.query<Message>(text, values);
   const limit = query.limit ?? DEFAULT_LIMIT;
   const page = rows.slice(0, limit);
@@ -150,6 +154,6 @@ export async function listMessages(db: Database, query: ListMessagesQuery): Prom
 export function listMessagesRoute(db: Database): RequestHandler {
   return async (req, res) => {
     const query = parseListQuery(req.query);
-    res.json(await withStorage(() => listMessages(db, query)));
+    res.json(await withStorage(() => listMessages(db, query, res.locals.team)));
   };
 }

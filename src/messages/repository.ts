@@ -8,6 +8,10 @@ export interface NewMessage {
   uuid: string;
   to: string;
   textLength: number;
+  /** The team whose key sent it. */
+  team: string;
+  reference?: string | undefined;
+  metadata?: Record<string, string | number | boolean> | undefined;
   verificationId?: string;
   /**
    * When we asked Betatel: the PENDING event's `occurredAt`. Betatel's own statuses can only be later, even
@@ -57,18 +61,24 @@ export async function createMessage(db: Database, message: NewMessage): Promise<
 const FIND_MESSAGE = `SELECT m.uuid, m."to", m.status, m.text_length AS "textLength", m.created_at AS "createdAt",
     m.updated_at AS "updatedAt", m.sent_at AS "sentAt", m.delivered_at AS "deliveredAt", m.read_at AS "readAt",
     m.failed_at AS "failedAt", m.expired_at AS "expiredAt", m.error_code AS "errorCode",
-    m.error_message AS "errorMessage", m.wam_id AS "wamId", m.verification_id AS "verificationId", e.status AS "eventStatus", e.outcome,
+    m.error_message AS "errorMessage", m.wam_id AS "wamId", m.reference, m.metadata,
+    m.verification_id AS "verificationId", e.status AS "eventStatus", e.outcome,
     e.occurred_at AS "occurredAt", e.received_at AS "receivedAt", e.source
   FROM messages m LEFT JOIN message_events e ON e.uuid = m.uuid
-  WHERE m.uuid = $1
+  WHERE m.uuid = $1 AND m.team = $2
   ORDER BY e.occurred_at, e.id`;
 
 type MessageWithEvent = Message & { eventStatus: MessageEvent["status"] | null } & {
   [K in "outcome" | "occurredAt" | "receivedAt" | "source"]: MessageEvent[K] | null;
 };
 
-export async function findMessage(db: Database, uuid: string): Promise<MessageView | undefined> {
-  const { rows } = await db.pool.query<MessageWithEvent>({ name: "find_message", text: FIND_MESSAGE, values: [uuid] });
+/** The message with its events, if it exists and belongs to `team` (another team's message is "not there"). */
+export async function findMessage(db: Database, uuid: string, team: string): Promise<MessageView | undefined> {
+  const { rows } = await db.pool.query<MessageWithEvent>({
+    name: "find_message",
+    text: FIND_MESSAGE,
+    values: [uuid, team],
+  });
   const message = rows[0];
   if (!message) return undefined;
   // LEFT JOIN: every row carries one event; a message without any (not written by this service) gives nulls.
@@ -79,7 +89,9 @@ export async function findMessage(db: Database, uuid: string): Promise<MessageVi
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
 
-export function toSummary(row: Message): MessageSummary {
+type SummaryRow = Omit<Message, "team" | "checkCount" | "lastCheckedAt" | "nextCheckAt">;
+
+export function toSummary(row: SummaryRow): MessageSummary {
   return {
     uuid: row.uuid,
     to: row.to,
@@ -92,6 +104,8 @@ export function toSummary(row: Message): MessageSummary {
     failedAt: iso(row.failedAt),
     expiredAt: iso(row.expiredAt),
     error: row.errorCode || row.errorMessage ? { code: row.errorCode, message: row.errorMessage } : null,
+    reference: row.reference,
+    metadata: (row.metadata as MessageSummary["metadata"]) ?? null,
     verificationId: row.verificationId,
   };
 }

@@ -23,6 +23,7 @@ export function messagesRouter(deps: SendDeps): Router {
       idempotencyKey,
       apiKeyId: res.locals.apiKeyId,
       apiKey: res.locals.apiKey,
+      team: res.locals.team,
     });
     if (answer.status >= 400) {
       res.status(answer.status).type("application/problem+json").json(answer.body);
@@ -47,7 +48,7 @@ export function messagesRouter(deps: SendDeps): Router {
 export function getMessage(db: Database): RequestHandler<{ uuid: string }> {
   return async (req, res) => {
     const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
-    const message = await withStorage(() => findMessage(db, uuid));
+    const message = await withStorage(() => findMessage(db, uuid, res.locals.team));
     if (!message) throw notFound(`No message with uuid ${uuid}.`, "message_not_found");
     res.json(message);
   };

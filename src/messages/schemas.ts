@@ -21,6 +21,27 @@ export const phoneNumberSchema = z
 // Control characters (C0, DEL, C1) except tab, newline and carriage return.
 const CONTROL_CHARACTERS = /(?![\t\n\r])\p{Cc}/u;
 
+export const referenceSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._:@-]{1,128}$/, "must be 1 to 128 characters of letters, digits and . _ : @ -")
+  .meta({ description: "Your own id for the message (a user id, a session id).", example: "signup:4411" });
+
+const METADATA_MAX_KEYS = 20;
+const METADATA_MAX_BYTES = 2048;
+
+export const metadataSchema = z
+  .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+  .refine((value) => Object.keys(value).length <= METADATA_MAX_KEYS, `must have at most ${METADATA_MAX_KEYS} keys`)
+  .refine(
+    (value) => Buffer.byteLength(JSON.stringify(value)) <= METADATA_MAX_BYTES,
+    `must be at most ${METADATA_MAX_BYTES} bytes as JSON`,
+  )
+  .meta({
+    description: `Your labels: at most ${METADATA_MAX_KEYS} keys with string, number or boolean values, at most 2 KiB as JSON.`,
+    example: { flow: "signup", attempt: 1 },
+    maxProperties: METADATA_MAX_KEYS,
+  });
+
 export const sendMessageBodySchema = z
   .strictObject({
     to: phoneNumberSchema,
@@ -40,6 +61,8 @@ export const sendMessageBodySchema = z
         description: "The OTP message. Never stored in clear and never logged.",
         example: "Your code is 482910",
       }),
+    reference: referenceSchema.optional(),
+    metadata: metadataSchema.optional(),
   })
   .meta({ id: "SendMessageRequest" });
 export type SendMessageBody = z.output<typeof sendMessageBodySchema>;
@@ -81,6 +104,8 @@ export const messageSummarySchema = z
     failedAt: nullableTimestamp,
     expiredAt: nullableTimestamp,
     error: z.object({ code: z.string().nullable(), message: z.string().nullable() }).nullable(),
+    reference: z.string().nullable(),
+    metadata: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).nullable(),
     verificationId: z.string().nullable().meta({ description: "The verification that sent it, if any." }),
   })
   .meta({ id: "MessageSummary" });

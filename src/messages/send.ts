@@ -4,6 +4,7 @@ import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
+import type { SendGuard } from "../limits/send-guard.ts";
 import {
   claimIdempotencyKey,
   releaseIdempotencyKey,
@@ -20,6 +21,8 @@ export interface SendDeps {
   betatel: Betatel;
   logger: Logger;
   betatelTimeoutMs: number;
+  /** The abuse limits (src/limits), checked after the idempotency claim and before Betatel is called. */
+  guard?: SendGuard;
 }
 
 export interface SendRequest {
@@ -27,6 +30,8 @@ export interface SendRequest {
   idempotencyKey: string | undefined;
   apiKeyId: string;
   apiKey: string;
+  /** The caller's team: the message is stamped with it. */
+  team: string;
   /** Set when a verification sends its code. */
   verificationId?: string;
 }
@@ -56,7 +61,9 @@ function toAnswer(error: AppError): StoredAnswer {
  */
 export async function sendMessage(deps: SendDeps, request: SendRequest): Promise<StoredAnswer> {
   const { db, betatel, logger } = deps;
-  const { idempotencyKey: key, apiKeyId: scope } = request;
+  const { idempotencyKey: key } = request;
+  // Idempotency keys are the caller's own strings: scoped to the team and the key, so no one else's replay shows.
+  const scope = `${request.team}:${request.apiKeyId}`;
 
   if (key) {
     const fingerprint = requestFingerprint(request.body, request.apiKey);
@@ -66,8 +73,17 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
       claimIdempotencyKey(db, scope, key, fingerprint, deps.betatelTimeoutMs + 15_000),
     );
     if (claim.kind === "replay") return claim.answer;
-  } else {
+  } else if (!deps.guard?.usesDatabase) {
     await withStorage(() => db.pool.query("SELECT 1"));
+  }
+  if (deps.guard) {
+    try {
+      await deps.guard.check({ to: request.body.to, team: request.team });
+    } catch (error) {
+      // Refused (or the database failed) before anything was sent: the key may be used again.
+      if (key) await releaseIdempotencyKey(db, scope, key).catch(() => {});
+      throw error;
+    }
   }
 
   let sent: { uuid: string };
@@ -98,6 +114,9 @@ export async function sendMessage(deps: SendDeps, request: SendRequest): Promise
       uuid: sent.uuid,
       to: request.body.to,
       textLength: [...request.body.text].length,
+      team: request.team,
+      reference: request.body.reference,
+      metadata: request.body.metadata,
       requestedAt,
       verificationId: request.verificationId,
     });

@@ -21,6 +21,12 @@ export interface Metrics {
   webhookEvents: Counter<"outcome" | "status">;
   betatelCalls: Counter<"result">;
   betatelDuration: Histogram<"result">;
+  /** `POST /v1/messages` answers by team and status code (the team label is bounded: see `teamLabel`). */
+  sends: Counter<"team" | "status">;
+  /** Sends refused by an abuse limit before Betatel was called, by reason and team. */
+  sendRefusals: Counter<"reason" | "team">;
+  /** The team as a label value: the first MAX_TEAM_LABELS teams seen keep their name, later ones are "other". */
+  teamLabel(team: string): string;
   /** Express middleware timing every request, labelled by its route pattern. */
   httpMiddleware: RequestHandler;
   /** The webhook router's `onApplied` hook. */
@@ -30,6 +36,9 @@ export interface Metrics {
   /** `otp_verifications_total{event}`: started, approved, expired, max_attempts. */
   verifications: Counter<"event">;
 }
+
+// Teams are few (configured by operators); the cap only guards the label set against a misconfiguration.
+const MAX_TEAM_LABELS = 50;
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -75,10 +84,32 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ["event"] as const,
     registers: [registry],
   });
+  const sends = new Counter({
+    name: "otp_sends_total",
+    help: "POST /v1/messages answers, by team and HTTP status code.",
+    labelNames: ["team", "status"] as const,
+    registers: [registry],
+  });
+  const sendRefusals = new Counter({
+    name: "otp_send_refusals_total",
+    help: "Sends refused by an abuse limit before Betatel was called, by reason (recipient, key, country) and team.",
+    labelNames: ["reason", "team"] as const,
+    registers: [registry],
+  });
   registerMessagesByStatus(registry, options);
+  const teams = new Set<string>();
+  const teamLabel = (team: string) => {
+    if (teams.has(team)) return team;
+    if (teams.size >= MAX_TEAM_LABELS) return "other";
+    teams.add(team);
+    return team;
+  };
   const callbacks = registerCallbackMetrics(registry, options.pool);
 
   return {
+    sends,
+    sendRefusals,
+    teamLabel,
     registry,
     httpRequests,
     httpDuration,

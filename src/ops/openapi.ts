@@ -70,11 +70,26 @@ const problem = (description: string) => ({
 const PROBLEMS = {
   400: problem("`validation_failed` (with `errors` field paths) or `malformed_json`"),
   401: problem("`unauthorized`: missing or wrong credentials"),
-  404: problem("`message_not_found`, `delivery_not_found` or `verification_not_found`"),
+  404: problem(
+    "`message_not_found` (no such message, or one of another team: the two answer alike), `delivery_not_found` or `verification_not_found`",
+  ),
   409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
   413: problem("`payload_too_large`"),
   415: problem("`unsupported_media_type`: send application/json"),
-  422: problem("`provider_rejected` (Betatel refused the request) or `idempotency_key_reused` (different body)"),
+  422: problem(
+    "`provider_rejected` (Betatel refused the request), `idempotency_key_reused` (different body) or `country_not_allowed` (the number's country is not in ALLOWED_COUNTRIES; Betatel is not called)",
+  ),
+  429: {
+    ...problem(
+      "`rate_limited` (this API key's sends per minute, over all instances) or `recipient_rate_limited` (too many sends to this number, over all teams). Betatel is not called.",
+    ),
+    headers: {
+      "Retry-After": {
+        schema: { type: "integer", minimum: 1 },
+        description: "Seconds until a send can succeed (for a number: when the oldest counted send leaves its window).",
+      },
+    },
+  },
   502: problem("`provider_auth_failed`, `provider_payment_required` or `provider_unavailable`"),
   503: problem("`storage_unavailable`: the database failed (with `uuid` if Betatel had already accepted)"),
   504: problem("`provider_timeout`"),
@@ -212,7 +227,12 @@ function withCommonAnswers(paths: Record<string, Record<string, Json>>) {
 
 /** The OpenAPI 3.1 document of the product API and the webhook (contract sections 3 and 4), plus ops routes. */
 export function buildOpenApiDocument(): Json {
-  const sendExample = { to: "+387 61 444 555", text: "Your code is 482910" };
+  const sendExample = {
+    to: "+387 61 444 555",
+    text: "Your code is 482910",
+    reference: "user:4411",
+    metadata: { flow: "signup", attempt: 1 },
+  };
   const webhookExample = { uuid: "01JV5V54KPYK9GB29265EQRZ2P", status: "DELIVERED", timestamp: "2026-11-27T10:00:00Z" };
   return {
     openapi: "3.1.0",
@@ -246,13 +266,13 @@ export function buildOpenApiDocument(): Json {
               headers: { Location: { schema: { type: "string" }, description: "/v1/messages/{uuid}" } },
               content: json("CreatedMessage"),
             },
-            429: problem("`rate_limited`: this key's send rate"),
+            429: problem("`rate_limited` (this key's send rate) or `recipient_rate_limited` (this number's)"),
             ...problems(400, 401, 409, 413, 415, 422, 502, 503, 504),
           },
         },
         get: {
           operationId: "listMessages",
-          summary: "List messages, newest first (keyset pagination)",
+          summary: "List the caller's team's messages, newest first (keyset pagination)",
           tags: ["messages"],
           security: API_KEY,
           parameters: queryParameters(listMessagesQuerySchema),

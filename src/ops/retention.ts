@@ -22,6 +22,8 @@ export interface RetentionRun {
     messageEvents: number;
     idempotencyKeys: number;
     callbackDeliveries: number;
+    /** Abuse-limit bookkeeping: recipient sends past any window, per-key counters of ended windows. */
+    limitRows: number;
   };
 }
 
@@ -56,6 +58,17 @@ export const CALLBACK_DELIVERY_TTL_MS = 30 * 86_400_000;
 const DELETE_CALLBACK_DELIVERIES = `DELETE FROM callback_deliveries WHERE id IN (
   SELECT id FROM callback_deliveries WHERE created_at < ${cutoff} AND status <> 'pending' LIMIT $2)`;
 
+// No recipient window is longer than 31 days (the configuration refuses more); a key's window is a minute.
+const DELETE_LIMIT_ROWS = `WITH sends AS (
+  DELETE FROM recipient_sends WHERE id IN (
+    SELECT id FROM recipient_sends WHERE sent_at < now() - interval '31 days' LIMIT $1) RETURNING 1
+), counters AS (
+  DELETE FROM rate_limit_counters WHERE key IN (
+    SELECT key FROM rate_limit_counters WHERE reset_at < now() - interval '1 hour' LIMIT $1) RETURNING 1
+)
+SELECT greatest((SELECT count(*) FROM sends), (SELECT count(*) FROM counters))::int AS batch,
+  ((SELECT count(*) FROM sends) + (SELECT count(*) FROM counters))::int AS total`;
+
 /**
  * One retention pass, if no other instance is running one: takes a session advisory lock on one dedicated
  * connection (and does all its work on that connection, so an embedded one-connection pool never waits on
@@ -63,7 +76,14 @@ const DELETE_CALLBACK_DELIVERIES = `DELETE FROM callback_deliveries WHERE id IN 
  */
 export async function runRetentionOnce(options: RetentionOptions): Promise<RetentionRun> {
   const batch = options.batchSize ?? DEFAULT_BATCH;
-  const removed = { bufferedEvents: 0, messages: 0, messageEvents: 0, idempotencyKeys: 0, callbackDeliveries: 0 };
+  const removed = {
+    bufferedEvents: 0,
+    messages: 0,
+    messageEvents: 0,
+    idempotencyKeys: 0,
+    callbackDeliveries: 0,
+    limitRows: 0,
+  };
   const client = await options.pool.connect();
   let locked = false;
   try {
@@ -104,6 +124,11 @@ export async function runRetentionOnce(options: RetentionOptions): Promise<Reten
       const { rowCount } = await client.query(DELETE_CALLBACK_DELIVERIES, [CALLBACK_DELIVERY_TTL_MS, batch]);
       removed.callbackDeliveries += rowCount ?? 0;
       return rowCount ?? 0;
+    });
+    await untilDone(async () => {
+      const { rows } = await client.query<{ batch: number; total: number }>(DELETE_LIMIT_ROWS, [batch]);
+      removed.limitRows += rows[0]?.total ?? 0;
+      return rows[0]?.batch ?? 0;
     });
     const total = Object.values(removed).reduce((sum, count) => sum + count, 0);
     options.logger[total > 0 ? "info" : "debug"]({ removed }, "retention: removed old rows");

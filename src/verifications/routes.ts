@@ -31,14 +31,14 @@ export function verificationsRouter(deps: VerificationDeps): Router {
   const idParam = (value: unknown) => parseOrThrow(verificationIdSchema, value, "id");
 
   router.post("/", ...json, async (req, res) => {
-    const { to } = parseOrThrow(startVerificationBodySchema, req.body);
+    const body = parseOrThrow(startVerificationBodySchema, req.body);
     const rawKey = req.get("idempotency-key");
     const key =
       rawKey === undefined ? undefined : parseOrThrow(idempotencyKeySchema, rawKey, "headers.idempotency-key");
     // Same key and body within 24 h: the first answer again, and no second code goes out.
-    const scope = `verifications:${res.locals.apiKeyId}`;
+    const scope = `verifications:${res.locals.team}:${res.locals.apiKeyId}`;
     if (key) {
-      const fingerprint = requestFingerprint({ to }, res.locals.apiKey);
+      const fingerprint = requestFingerprint(body, res.locals.apiKey);
       const claim = await withStorage(() =>
         claimIdempotencyKey(deps.db, scope, key, fingerprint, deps.betatelTimeoutMs + 15_000),
       );
@@ -50,8 +50,8 @@ export function verificationsRouter(deps: VerificationDeps): Router {
     let answer: Awaited<ReturnType<typeof startVerification>>;
     try {
       answer = await startVerification(deps, {
+        ...body,
         team: res.locals.team,
-        to,
         apiKeyId: res.locals.apiKeyId,
         apiKey: res.locals.apiKey,
       });

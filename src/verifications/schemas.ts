@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { phoneNumberSchema } from "../messages/schemas.ts";
+import { metadataSchema, phoneNumberSchema, referenceSchema } from "../messages/schemas.ts";
 import { VERIFICATION_STATUSES } from "./repository.ts";
 
 export const verificationIdSchema = z
@@ -8,7 +8,7 @@ export const verificationIdSchema = z
   .meta({ example: "ver_01JV5V54KPYK9GB29265EQRZ2P" });
 
 export const startVerificationBodySchema = z
-  .strictObject({ to: phoneNumberSchema })
+  .strictObject({ to: phoneNumberSchema, reference: referenceSchema.optional(), metadata: metadataSchema.optional() })
   .meta({ id: "StartVerificationRequest" });
 
 /** A code as a person types it: digits, with spaces or dashes tolerated. Anything else is a wrong code. */

@@ -3,6 +3,7 @@ import { ulid } from "ulid";
 import { withStorage } from "../db/errors.ts";
 import { AppError, notFound } from "../http/problem.ts";
 import { maskPhone } from "../messages/phone.ts";
+import type { SendMessageBody } from "../messages/schemas.ts";
 import { type SendDeps, sendMessage } from "../messages/send.ts";
 import { codeMatches, MAX_CHECKS, MAX_SENDS, newCodeSalt, renderVerificationText, verificationCode } from "./code.ts";
 import {
@@ -63,12 +64,27 @@ function sendCode(deps: VerificationDeps, row: VerificationRow, apiKeyId: string
   if (logCodes)
     deps.logger.info({ verificationId: row.id, code }, "SANDBOX: verification code (never logged in production)");
   return sendMessage(deps, {
-    body: { to: row.to, text: renderVerificationText(textTemplate, code, ttlMs) },
+    body: {
+      to: row.to,
+      text: renderVerificationText(textTemplate, code, ttlMs),
+      reference: row.reference ?? undefined,
+      metadata: (row.metadata as SendMessageBody["metadata"]) ?? undefined,
+    },
+    team: row.team,
     idempotencyKey: undefined,
     apiKeyId,
     apiKey,
     verificationId: row.id,
   });
+}
+
+export interface StartRequest {
+  team: string;
+  to: string;
+  reference?: string;
+  metadata?: SendMessageBody["metadata"];
+  apiKeyId: string;
+  apiKey: string;
 }
 
 /**
@@ -77,7 +93,7 @@ function sendCode(deps: VerificationDeps, row: VerificationRow, apiKeyId: string
  */
 export async function startVerification(
   deps: VerificationDeps,
-  request: { team: string; to: string; apiKeyId: string; apiKey: string },
+  request: StartRequest,
   tries = 3,
 ): Promise<{ status: 200 | 201; body: VerificationView }> {
   const pool = deps.db.pool;
@@ -88,6 +104,8 @@ export async function startVerification(
       to: request.to,
       codeSalt: newCodeSalt(),
       ttlMs: deps.settings.ttlMs,
+      reference: request.reference,
+      metadata: request.metadata,
     }),
   );
   for (let i = 0; i < expired; i++) deps.onEvent?.("expired");
