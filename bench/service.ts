@@ -53,6 +53,7 @@ export async function startService(options: {
       env: {
         ...process.env,
         NODE_ENV: "production",
+        VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
         PORT: String(port),
         DATABASE_URL: options.databaseUrl,
         DATABASE_POOL_SIZE: String(options.poolSize),

@@ -1,6 +1,7 @@
 import express, { Router } from "express";
 import type { Logger } from "pino";
 import type { Betatel } from "./betatel/client.ts";
+import { callbacksRouter } from "./callbacks/routes.ts";
 import type { Config } from "./config.ts";
 import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
@@ -23,7 +24,8 @@ import { healthRouter } from "./ops/health.ts";
 import { instrumentBetatel } from "./ops/instrument-betatel.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { metricsRouter } from "./ops/metrics-route.ts";
-import { openApiRouter } from "./ops/openapi.ts";
+import { methodNotAllowedHandler, openApiRouter } from "./ops/openapi.ts";
+import { verificationsRouter } from "./verifications/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
 export interface AppDeps {
@@ -94,36 +96,53 @@ export function createApp(deps: AppDeps): express.Express {
     allowedCountries: config.ALLOWED_COUNTRIES,
     onRefused: refused,
   });
-  const messages = messagesRouter({
+  const sendDeps = {
     db,
     betatel,
     logger,
     betatelTimeoutMs: config.BETATEL_TIMEOUT_MS,
     inFlight: deps.inFlightSends,
     guard,
-  });
+  };
+  const messages = messagesRouter(sendDeps);
   const v1 = Router();
   v1.use(requireApiKey(keys));
   v1.post("/messages", (_req, res, next) => {
     res.on("finish", () => metrics.sends.inc({ team: metrics.teamLabel(res.locals.team), status: res.statusCode }));
     next();
   });
-  v1.post(
-    "/messages",
-    sendRateLimit(db, config.RATE_LIMIT_PER_MINUTE, (team) => {
-      refused("key", team);
-      logger.warn({ reason: "key", team }, "send refused by a limit");
-    }),
-  );
+  // One per-key rate over everything that sends: messages and verification codes share the count.
+  const keyRateLimit = sendRateLimit(db, config.RATE_LIMIT_PER_MINUTE, (team) => {
+    refused("key", team);
+    logger.warn({ reason: "key", team }, "send refused by a limit");
+  });
+  v1.post("/messages", keyRateLimit);
   // The list; the live routes; the messages router serves POST / and GET /:uuid.
   v1.get("/messages", listMessagesRoute(db));
   v1.use("/messages", liveRouter(live));
   v1.get("/messages/:uuid", longPoll(live));
   v1.use("/messages", messages);
+  v1.use("/callbacks", callbacksRouter(db.pool));
+  v1.post("/verifications", keyRateLimit);
+  v1.use(
+    "/verifications",
+    verificationsRouter({
+      ...sendDeps,
+      settings: {
+        secret: config.VERIFY_SECRET,
+        ttlMs: config.VERIFY_TTL_MS,
+        codeLength: config.VERIFY_CODE_LENGTH,
+        textTemplate: config.VERIFY_TEXT,
+        logCodes: config.sandbox && config.NODE_ENV !== "production",
+      },
+      onEvent: (event) => metrics.verifications.inc({ event }),
+    }),
+  );
   app.use("/v1", v1);
   // The path the service's users named; same handlers and same key as /v1.
   app.get("/messages/:uuid", requireApiKey(keys), longPoll(live), getMessage(db));
 
+  app.use(methodNotAllowedHandler());
   app.use(notFoundHandler);
   app.use(problemHandler);
   return app;

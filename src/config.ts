@@ -62,6 +62,27 @@ const envSchema = z.object({
   ORPHAN_ADOPT_AFTER_MS: milliseconds(300_000),
   /** Longest a graceful shutdown takes; it must cover a send in flight (checked below). */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1_000).max(600_000).default(35_000),
+  // Status callbacks: endpoint signing secrets are derived from CALLBACKS_SECRET (in production, callbacks are
+  // off without it).
+  CALLBACKS_SECRET: optionalSecret.refine(
+    (value) => value === undefined || value.length >= 32,
+    "must be at least 32 characters (e.g. openssl rand -base64 32)",
+  ),
+  CALLBACKS_ALLOW_PRIVATE: z.enum(["true", "false"]).optional(),
+  /** How often an idle worker looks for due callbacks; 0 turns delivery off in this instance. */
+  CALLBACKS_POLL_MS: milliseconds(1000),
+  // Verifications: the code's key (required in production), its lifetime, its digits and the text around it.
+  VERIFY_SECRET: optionalSecret.refine(
+    (value) => value === undefined || value.length >= 32,
+    "must be at least 32 characters (e.g. openssl rand -base64 32)",
+  ),
+  VERIFY_TTL_MS: z.coerce.number().int().min(60_000).max(86_400_000).default(600_000),
+  VERIFY_CODE_LENGTH: z.coerce.number().int().min(4).max(10).default(6),
+  VERIFY_TEXT: z
+    .string()
+    .max(4000)
+    .refine((text) => text.includes("{code}"), "must contain {code}")
+    .default("Your verification code is {code}. It expires in {minutes} minutes."),
   // Operations (docs/ops.md): /metrics guard and the retention job.
   METRICS_TOKEN: optionalSecret,
   RETENTION_INTERVAL_MS: milliseconds(3_600_000),
@@ -74,11 +95,22 @@ const envSchema = z.object({
 });
 
 export type Config = Readonly<
-  Omit<z.infer<typeof envSchema>, "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID"> & {
+  Omit<
+    z.infer<typeof envSchema>,
+    "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE" | "VERIFY_SECRET"
+  > & {
     betatel: { apiKey: string; accountId: string } | undefined;
     sandbox: boolean;
+    /** Undefined in production when unset: callbacks are off (no endpoint can be added, none is delivered). */
+    CALLBACKS_SECRET: string | undefined;
+    CALLBACKS_ALLOW_PRIVATE: boolean;
+    VERIFY_SECRET: string;
   }
 >;
+
+// Outside production, fixed keys so that everything works with no setup (and the CLI agrees with the service).
+const DEVELOPMENT_CALLBACKS_SECRET = "development-only-callbacks-secret-not-for-production";
+const DEVELOPMENT_VERIFY_SECRET = "development-only-verify-secret-not-for-production";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -108,6 +140,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       !accountId && "BETATEL_ACCOUNT_ID",
       rest.API_KEYS.length === 0 && "API_KEYS",
       !rest.WEBHOOK_SECRET && "WEBHOOK_SECRET",
+      !rest.VERIFY_SECRET && "VERIFY_SECRET",
     ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);
@@ -121,5 +154,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const betatel = apiKey && accountId ? { apiKey, accountId } : undefined;
-  return Object.freeze({ ...rest, betatel, sandbox: !betatel });
+  return Object.freeze({
+    ...rest,
+    betatel,
+    sandbox: !betatel,
+    CALLBACKS_SECRET: rest.CALLBACKS_SECRET ?? (production ? undefined : DEVELOPMENT_CALLBACKS_SECRET),
+    VERIFY_SECRET: rest.VERIFY_SECRET ?? DEVELOPMENT_VERIFY_SECRET,
+    // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.
+    CALLBACKS_ALLOW_PRIVATE: (rest.CALLBACKS_ALLOW_PRIVATE ?? (production ? "false" : "true")) === "true",
+  });
 }

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createApp } from "./app.ts";
 import { createBetatelClient } from "./betatel/client.ts";
 import { createSandboxBetatel } from "./betatel/sandbox.ts";
+import { createCallbackWorker } from "./callbacks/worker.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
@@ -19,6 +20,7 @@ import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob, createSweepJob } from "./reconcile/job.ts";
 import { createOrphanAdoption } from "./reconcile/orphans.ts";
 import { createReconciler } from "./reconcile/reconciler.ts";
+import { startVerificationExpiry } from "./verifications/expiry.ts";
 import { settleStragglers } from "./webhooks/apply.ts";
 
 function readConfig(): Config {
@@ -133,8 +135,28 @@ const sweepJob = createSweepJob({
 });
 const inFlightSends = createInFlightSends();
 
+// Status callbacks: every instance delivers; off in production until CALLBACKS_SECRET signs them.
+const callbacksSecret = config.CALLBACKS_SECRET;
+if (!callbacksSecret) logger.warn("CALLBACKS_SECRET is unset: status callbacks are off");
+const callbackWorker = callbacksSecret
+  ? createCallbackWorker({
+      pool: db.pool,
+      logger,
+      masterSecret: callbacksSecret,
+      allowPrivate: config.CALLBACKS_ALLOW_PRIVATE,
+      pollMs: config.CALLBACKS_POLL_MS,
+      onAttempt: metrics.recordCallbackAttempt,
+    })
+  : undefined;
+
 const app = createApp({ config, db, betatel, logger, notifier, metrics, inFlightSends, live });
 let stopRetention = async () => {};
+const stopVerificationExpiry = startVerificationExpiry({
+  pool: db.pool,
+  logger,
+  intervalMs: 10_000,
+  onExpired: (count) => metrics.verifications.inc({ event: "expired" }, count),
+});
 const server = createServer(HTTP_SERVER_OPTIONS, app);
 server.on("error", (error) => {
   logger.fatal({ err: error }, `cannot listen on ${config.HOST ?? "every interface"}, port ${config.PORT}`);
@@ -148,6 +170,7 @@ server.listen({ port: config.PORT, host: config.HOST }, () => {
   if (stopping) return;
   reconcileJob.start();
   sweepJob.start();
+  callbackWorker?.start();
   stopRetention = startRetention({
     pool: db.pool,
     logger,
@@ -168,7 +191,13 @@ async function shutdown(signal: string) {
   // Whatever is still running, connections still open at the end of the grace are cut.
   const forced = setTimeout(() => server.closeAllConnections(), graceMs);
   sandbox?.stop();
-  const jobsStopped = Promise.all([stopRetention(), reconcileJob.stop(), sweepJob.stop()]);
+  const jobsStopped = Promise.all([
+    stopRetention(),
+    reconcileJob.stop(),
+    sweepJob.stop(),
+    callbackWorker?.stop(),
+    stopVerificationExpiry(),
+  ]);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
   const sweep = setInterval(() => server.closeIdleConnections(), 100);

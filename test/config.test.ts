@@ -5,7 +5,13 @@ import { spawnServer } from "./support/spawn-server.ts";
 import { embedded } from "./support/test-database.ts";
 
 const CREDENTIALS = { BETATEL_API_KEY: "key", BETATEL_ACCOUNT_ID: "account" };
-const PRODUCTION = { NODE_ENV: "production", ...CREDENTIALS, API_KEYS: "k1", WEBHOOK_SECRET: "s" };
+const PRODUCTION = {
+  NODE_ENV: "production",
+  ...CREDENTIALS,
+  API_KEYS: "k1",
+  WEBHOOK_SECRET: "s",
+  VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
+};
 
 /** The one-line message loadConfig throws for `env`. */
 function configError(env: Record<string, string>): string {

@@ -15,6 +15,7 @@ afterAll(() => fake.close());
 
 const env = (databaseUrl: string) => ({
   NODE_ENV: "production",
+  VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
   DATABASE_URL: databaseUrl,
   API_KEYS: API_KEY,
   WEBHOOK_SECRET: "process-fault-webhook-secret",

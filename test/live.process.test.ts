@@ -28,6 +28,7 @@ afterAll(async () => {
 
 const env = (extra: Record<string, string> = {}) => ({
   NODE_ENV: "production",
+  VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
   DATABASE_URL: inject("databaseUrl"),
   API_KEYS: KEYS.join(","),
   WEBHOOK_SECRET: SECRET,

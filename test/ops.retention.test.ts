@@ -15,7 +15,7 @@ beforeAll(async () => {
 });
 afterAll(() => db.close());
 beforeEach(async () => {
-  await db.pool.query("TRUNCATE messages, message_events, idempotency_keys");
+  await db.pool.query("TRUNCATE messages, message_events, idempotency_keys, callback_endpoints CASCADE");
 });
 
 const DAY = 86_400_000;
@@ -68,12 +68,41 @@ describe("retention", () => {
 
     expect(run).toEqual({
       ran: true,
-      removed: { bufferedEvents: 5, messages: 0, messageEvents: 0, idempotencyKeys: 1, limitRows: 0 },
+      removed: {
+        bufferedEvents: 5,
+        messages: 0,
+        messageEvents: 0,
+        idempotencyKeys: 1,
+        callbackDeliveries: 0,
+        limitRows: 0,
+      },
     });
     expect(await eventUuids()).toEqual([known.uuid, recent].sort());
     expect(await idempotencyKeys()).toEqual(["fresh-key"]);
     const line = JSON.parse(logs.lines.find((text) => text.includes("retention")) ?? "{}");
     expect(line.removed).toEqual(run.removed);
+  });
+
+  it("deletes finished status callbacks after 30 days and keeps pending ones", async () => {
+    await db.pool.query(
+      "INSERT INTO callback_endpoints (id, team, url) VALUES ('ep_retention', 't', 'https://x.example')",
+    );
+    for (const [status, days] of [
+      ["delivered", 31],
+      ["failed", 31],
+      ["pending", 31],
+      ["delivered", 29],
+    ] as const) {
+      await db.pool.query(
+        `INSERT INTO callback_deliveries (event_id, endpoint_id, team, type, subject, sequence, payload, status, created_at)
+         VALUES ($1, 'ep_retention', 't', 'message.status', 's', 2, '{}', $2, $3)`,
+        [`${status}-${days}`, status, daysAgo(days)],
+      );
+    }
+    const run = await runRetentionOnce(options());
+    expect(run.removed.callbackDeliveries).toBe(2);
+    const { rows } = await db.pool.query("SELECT event_id FROM callback_deliveries ORDER BY event_id");
+    expect(rows.map((row) => row.event_id)).toEqual(["delivered-29", "pending-31"]);
   });
 
   it("deletes recipient sends older than any limit window (31 days) and per-key counters of long-ended windows", async () => {

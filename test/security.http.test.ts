@@ -115,6 +115,7 @@ describe("body and batch limits", () => {
 describe("start-up in production", () => {
   const base = {
     NODE_ENV: "production",
+    VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
     DATABASE_URL: "postgresql://postgres@127.0.0.1:1/never-reached",
     API_KEYS: "k1",
     WEBHOOK_SECRET: "s1",
@@ -124,6 +125,7 @@ describe("start-up in production", () => {
   it.each([
     [["API_KEYS"], "API_KEYS: required when NODE_ENV=production"],
     [["WEBHOOK_SECRET"], "WEBHOOK_SECRET: required when NODE_ENV=production"],
+    [["VERIFY_SECRET"], "VERIFY_SECRET: required when NODE_ENV=production"],
     [
       ["BETATEL_API_KEY", "BETATEL_ACCOUNT_ID"],
       "BETATEL_API_KEY, BETATEL_ACCOUNT_ID: required when NODE_ENV=production",

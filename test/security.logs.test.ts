@@ -159,6 +159,7 @@ describe("logs of a spawned production process", () => {
     const server = await spawnServer({
       ...env,
       NODE_ENV: "production",
+      VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
       DATABASE_URL: inject("databaseUrl"),
       BETATEL_BASE_URL: fake.url,
       BETATEL_API_KEY: TEST_BETATEL.apiKey,

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../generated/prisma/client.ts";
+import { lockEmbeddedDataDir } from "./embedded-lock.ts";
 
 export interface Database {
   /** "postgres" for a server at DATABASE_URL, "embedded" for PGlite in DATA_DIR. */
@@ -68,11 +69,19 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const { PGlite } = await import("@electric-sql/pglite");
   const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
   await mkdir(options.dataDir, { recursive: true });
-  const db = await PGlite.create(options.dataDir);
-  // Two sockets, though the pool holds one connection: a replaced connection may still be closing when its
-  // successor connects, and the socket server would turn the successor away. Queries are serialised anyway.
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 2 });
-  await server.start();
+  const unlock = await lockEmbeddedDataDir(options.dataDir);
+  let db: InstanceType<typeof PGlite>;
+  let server: InstanceType<typeof PGLiteSocketServer>;
+  try {
+    db = await PGlite.create(options.dataDir);
+    // Two sockets, though the pool holds one connection: a replaced connection may still be closing when its
+    // successor connects, and the socket server would turn the successor away. Queries are serialised anyway.
+    server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 2 });
+    await server.start();
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
   const url = `postgresql://postgres@${server.getServerConn()}/postgres`;
   const pool = makePool({
     connectionString: url,
@@ -91,6 +100,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     async stop() {
       await server.stop();
       await db.close();
+      await unlock();
     },
   });
 }

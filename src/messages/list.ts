@@ -64,7 +64,7 @@ const limitSchema = z
   .regex(/^\d{1,3}$/, `must be an integer from 1 to ${MAX_LIMIT}`)
   .transform(Number)
   .pipe(z.number().int().min(1).max(MAX_LIMIT))
-  .meta({ description: `Page size, 1 to ${MAX_LIMIT}; default ${DEFAULT_LIMIT}.`, example: "50" });
+  .meta({ description: `Page size, 1 to ${MAX_LIMIT}; default ${DEFAULT_LIMIT}.`, example: 50 });
 
 /** `GET /v1/messages` query (contract section 3). Unknown parameters are refused, not ignored. */
 export const listMessagesQuerySchema = z.strictObject({

@@ -17,6 +17,7 @@ export interface NewMessage {
   team: string;
   reference?: string | undefined;
   metadata?: Record<string, string | number | boolean> | undefined;
+  verificationId?: string;
   /**
    * When we asked Betatel: the PENDING event's `occurredAt`. Betatel's own statuses can only be later, even
    * when they reach the webhook before this row is written. Defaults to the row's creation time.

@@ -37,6 +37,8 @@ export interface SendRequest {
   apiKey: string;
   /** The caller's team: the message is stamped with it. */
   team: string;
+  /** Set when a verification sends its code. */
+  verificationId?: string;
 }
 
 const PROVIDER_PROBLEMS: Record<BetatelFailure, { status: number; code: string; title: string }> = {
@@ -157,6 +159,7 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
       reference: request.body.reference,
       metadata: request.body.metadata,
       requestedAt,
+      verificationId: request.verificationId,
     });
   } catch (error) {
     // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever

@@ -1,6 +1,8 @@
 import type { RequestHandler } from "express";
 import type pg from "pg";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { registerCallbackMetrics } from "../callbacks/metrics.ts";
+import type { AttemptResult } from "../callbacks/worker.ts";
 import { STATUSES } from "../messages/status.ts";
 import type { WebhookResult } from "../webhooks/routes.ts";
 
@@ -33,6 +35,10 @@ export interface Metrics {
   httpMiddleware: RequestHandler;
   /** The webhook router's `onApplied` hook. */
   recordWebhookResults(results: WebhookResult[]): void;
+  /** The callback worker's `onAttempt` hook. */
+  recordCallbackAttempt(result: AttemptResult): void;
+  /** `otp_verifications_total{event}`: started, approved, expired, max_attempts. */
+  verifications: Counter<"event">;
 }
 
 // Teams are few (configured by operators); the cap only guards the label set against a misconfiguration.
@@ -92,6 +98,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
     help: "Messages created from Betatel's delivery record because statuses arrived for a uuid never stored.",
     registers: [registry],
   });
+  const verifications = new Counter({
+    name: "otp_verifications_total",
+    help: "Verifications by event: started, approved, expired, max_attempts.",
+    labelNames: ["event"] as const,
+    registers: [registry],
+  });
   const sends = new Counter({
     name: "otp_sends_total",
     help: "POST /v1/messages answers, by team and HTTP status code.",
@@ -112,6 +124,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     teams.add(team);
     return team;
   };
+  const callbacks = registerCallbackMetrics(registry, options.pool);
 
   return {
     sends,
@@ -144,6 +157,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
       res.once("close", count);
       next();
     },
+    recordCallbackAttempt: callbacks.recordAttempt,
+    verifications,
     recordWebhookResults(results) {
       for (const result of results) {
         // An invalid item's status is whatever the sender wrote: keep the label set small and known.

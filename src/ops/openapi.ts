@@ -1,5 +1,13 @@
-import { Router } from "express";
+import { type RequestHandler, Router } from "express";
 import { z } from "zod";
+import {
+  deliveryIdSchema,
+  deliveryListSchema,
+  deliverySchema,
+  listDeliveriesQuerySchema,
+  messageStatusEventSchema,
+} from "../callbacks/routes.ts";
+import { AppError } from "../http/problem.ts";
 import { longPollQuerySchema } from "../live/routes.ts";
 import { listMessagesQuerySchema, messageListSchema } from "../messages/list.ts";
 import {
@@ -9,6 +17,13 @@ import {
   messageUuidSchema,
   sendMessageBodySchema,
 } from "../messages/schemas.ts";
+import {
+  checkBodySchema,
+  checkByNumberBodySchema,
+  startVerificationBodySchema,
+  verificationIdSchema,
+  verificationSchema,
+} from "../verifications/schemas.ts";
 import { webhookBodySchema } from "../webhooks/parse.ts";
 
 // Answers that have no zod schema in the routes (they are built by hand there), described here once.
@@ -55,7 +70,9 @@ const problem = (description: string) => ({
 const PROBLEMS = {
   400: problem("`validation_failed` (with `errors` field paths) or `malformed_json`"),
   401: problem("`unauthorized`: missing or wrong credentials"),
-  404: problem("`message_not_found`: no such message, or one of another team (the two answer alike)"),
+  404: problem(
+    "`message_not_found` (no such message, or one of another team: the two answer alike), `delivery_not_found` or `verification_not_found`",
+  ),
   409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
   413: problem("`payload_too_large`"),
   415: problem("`unsupported_media_type`: send application/json"),
@@ -98,6 +115,13 @@ function componentSchemas(): Record<string, Json> {
     WebhookResponse: webhookResponseSchema,
     Problem: problemSchema,
     Health: healthSchema,
+    CallbackDelivery: deliverySchema,
+    CallbackDeliveryList: deliveryListSchema,
+    MessageStatusEvent: messageStatusEventSchema,
+    StartVerificationRequest: startVerificationBodySchema,
+    CheckVerificationRequest: checkBodySchema,
+    CheckVerificationByNumberRequest: checkByNumberBodySchema,
+    Verification: verificationSchema,
   };
   for (const [id, schema] of Object.entries(schemas)) registry.add(schema, { id });
   // Requests are described as callers write them ("input": before normalisation); responses have no transforms.
@@ -120,27 +144,24 @@ function componentSchemas(): Record<string, Json> {
   ) as Record<string, Json>;
 }
 
-/** Query parameters, one per field of the route's own zod object schema. */
+/**
+ * Query parameters, one per field of the route's own zod object schema. A parameter is described by the
+ * value the route reads (`limit` an integer, not the string it arrives as), unless that value is an internal
+ * object (a decoded cursor): then by what the caller writes.
+ */
 function queryParameters(schema: z.ZodObject, descriptions: Record<string, string> = {}): Json[] {
   return Object.entries(schema.shape).map(([name, field]) => {
-    const { description, ...jsonSchema } = inline(field as z.ZodType);
+    const read = inline(field as z.ZodType, "output");
+    const { description, ...jsonSchema } = typeof read.type === "string" ? read : inline(field as z.ZodType);
     return { name, in: "query", required: false, description: descriptions[name] ?? description, schema: jsonSchema };
   });
 }
 
-/** Query parameters of `GET /v1/messages`, one per field of the route's own zod schema. */
-function listParameters(): Json[] {
-  return Object.entries(listMessagesQuerySchema.shape).map(([name, schema]) => {
-    const { description, ...jsonSchema } = inline(schema);
-    return { name, in: "query", required: false, description, schema: jsonSchema };
-  });
-}
-
 /** A zod schema as an inline JSON Schema (no `$schema`: the document's dialect applies). */
-function inline(schema: z.ZodType): Json {
+function inline(schema: z.ZodType, io: "input" | "output" = "input"): Json {
   const { $schema: _schema, ...rest } = z.toJSONSchema(schema, {
     target: "draft-2020-12",
-    io: "input",
+    io,
     unrepresentable: "any",
   }) as Json;
   return rest;
@@ -148,11 +169,22 @@ function inline(schema: z.ZodType): Json {
 
 const uuidParameter = { name: "uuid", in: "path", required: true, schema: inline(messageUuidSchema) };
 
+const idempotencyKeyParameter = {
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  description: "Same key and body within 24 h: the first answer again, Betatel is not called twice.",
+  schema: inline(idempotencyKeySchema),
+};
+
+const verificationIdParameter = { name: "id", in: "path", required: true, schema: inline(verificationIdSchema) };
+
 const API_KEY = [{ bearerApiKey: [] }, { headerApiKey: [] }];
 const WEBHOOK_SECRET = [{ webhookSecretHeader: [] }, { webhookBearer: [] }, { webhookSecretQuery: [] }];
 
-function getMessage(summary: string): Json {
+function getMessage(operationId: string, summary: string): Json {
   return {
+    operationId,
     summary,
     tags: ["messages"],
     security: API_KEY,
@@ -171,6 +203,35 @@ function getMessage(summary: string): Json {
   };
 }
 
+const RETRY_AFTER = {
+  "Retry-After": { description: "Seconds to wait before trying again.", schema: { type: "integer", minimum: 0 } },
+};
+const RATE_LIMIT_HEADERS = {
+  RateLimit: { description: "The key's remaining requests in this window (IETF draft 7).", schema: { type: "string" } },
+  "RateLimit-Policy": { description: "The limit and its window.", schema: { type: "string" } },
+};
+
+/**
+ * Answers every operation can give: 408 when a request is not received in time, 500 for a failure of ours;
+ * and the headers that tell a client when to retry (`Retry-After` on 429 and 503, `RateLimit` on 429).
+ */
+function withCommonAnswers(paths: Record<string, Record<string, Json>>) {
+  for (const operations of Object.values(paths)) {
+    for (const operation of Object.values(operations)) {
+      const responses = operation.responses as Record<string, Json>;
+      responses["408"] ??= problem("The request was not received in time (the connection is closed).");
+      responses["500"] ??= problem("`internal_error`: a failure of ours, logged; the body carries no details.");
+      for (const status of ["429", "503"]) {
+        const response = responses[status];
+        if (response) {
+          response.headers = { ...RETRY_AFTER, ...(status === "429" ? RATE_LIMIT_HEADERS : {}) };
+        }
+      }
+    }
+  }
+  return paths;
+}
+
 /** The OpenAPI 3.1 document of the product API and the webhook (contract sections 3 and 4), plus ops routes. */
 export function buildOpenApiDocument(): Json {
   const sendExample = {
@@ -186,24 +247,25 @@ export function buildOpenApiDocument(): Json {
       title: "whatsapp-otp-tracker",
       version: "1",
       description: "Sends WhatsApp OTPs through Betatel and tracks their delivery status.",
+      license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" },
     },
+    servers: [{ url: "/", description: "The service that serves this document" }],
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
-    tags: [{ name: "messages" }, { name: "webhooks" }, { name: "ops" }],
-    paths: {
+    tags: [
+      { name: "messages", description: "Send OTPs and read their delivery status." },
+      { name: "verifications", description: "Send a generated code and check it, with delivery tracking." },
+      { name: "callbacks", description: "Status changes pushed to the team's endpoints." },
+      { name: "webhooks", description: "Betatel's status updates." },
+      { name: "ops", description: "Health, metrics and this document." },
+    ],
+    paths: withCommonAnswers({
       "/v1/messages": {
         post: {
+          operationId: "sendMessage",
           summary: "Send a WhatsApp OTP",
           tags: ["messages"],
           security: API_KEY,
-          parameters: [
-            {
-              name: "Idempotency-Key",
-              in: "header",
-              required: false,
-              description: "Same key and body within 24 h: the first answer again, Betatel is not called twice.",
-              schema: inline(idempotencyKeySchema),
-            },
-          ],
+          parameters: [idempotencyKeyParameter],
           requestBody: { required: true, content: json("SendMessageRequest", sendExample) },
           responses: {
             201: {
@@ -211,20 +273,23 @@ export function buildOpenApiDocument(): Json {
               headers: { Location: { schema: { type: "string" }, description: "/v1/messages/{uuid}" } },
               content: json("CreatedMessage"),
             },
-            ...problems(400, 401, 409, 413, 415, 422, 429, 502, 503, 504),
+            429: problem("`rate_limited` (this key's send rate) or `recipient_rate_limited` (this number's)"),
+            ...problems(400, 401, 409, 413, 415, 422, 502, 503, 504),
           },
         },
         get: {
+          operationId: "listMessages",
           summary: "List the caller's team's messages, newest first (keyset pagination)",
           tags: ["messages"],
           security: API_KEY,
-          parameters: listParameters(),
+          parameters: queryParameters(listMessagesQuerySchema),
           responses: { 200: { description: "One page.", content: json("MessageList") }, ...problems(400, 401, 503) },
         },
       },
-      "/v1/messages/{uuid}": { get: getMessage("Read one message") },
+      "/v1/messages/{uuid}": { get: getMessage("getMessage", "Read one message") },
       "/v1/messages/{uuid}/stream": {
         get: {
+          operationId: "streamMessage",
           summary: "Live status as Server-Sent Events",
           description:
             "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`.",
@@ -241,14 +306,139 @@ export function buildOpenApiDocument(): Json {
           },
         },
       },
-      "/messages/{uuid}": { get: getMessage("Read one message (same as /v1/messages/{uuid})") },
+      "/messages/{uuid}": {
+        get: getMessage("getMessageByShortPath", "Read one message (same as /v1/messages/{uuid})"),
+      },
+      "/v1/verifications": {
+        post: {
+          operationId: "startVerification",
+          summary: "Start a verification (send a code), or resend the pending one's code",
+          tags: ["verifications"],
+          security: API_KEY,
+          parameters: [idempotencyKeyParameter],
+          requestBody: { required: true, content: json("StartVerificationRequest", { to: "+387 61 444 555" }) },
+          responses: {
+            201: { description: "Started: the code was sent.", content: json("Verification") },
+            200: {
+              description: "The number's pending verification: its code was sent again.",
+              content: json("Verification"),
+            },
+            429: problem(
+              "`resend_too_soon` (with `Retry-After`), `max_sends_reached`, or a rate limit; the body's `id` names the pending verification",
+            ),
+            ...problems(400, 401, 413, 415, 422, 502, 503, 504),
+          },
+        },
+      },
+      "/v1/verifications/check": {
+        post: {
+          operationId: "checkVerificationByNumber",
+          summary: "Check a code against the number's pending verification",
+          tags: ["verifications"],
+          security: API_KEY,
+          requestBody: {
+            required: true,
+            content: json("CheckVerificationByNumberRequest", { to: "+387 61 444 555", code: "482910" }),
+          },
+          responses: {
+            200: {
+              description: "Approved, or pending with one check fewer (or max_attempts_reached).",
+              content: json("Verification"),
+            },
+            409: problem("`verification_closed`, with its `status`"),
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
+      "/v1/verifications/{id}": {
+        get: {
+          operationId: "getVerification",
+          summary: "Read a verification with the delivery status of its messages",
+          tags: ["verifications"],
+          security: API_KEY,
+          parameters: [verificationIdParameter],
+          responses: {
+            200: { description: "The verification.", content: json("Verification") },
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
+      "/v1/verifications/{id}/check": {
+        post: {
+          operationId: "checkVerification",
+          summary: "Check a code",
+          tags: ["verifications"],
+          security: API_KEY,
+          parameters: [verificationIdParameter],
+          requestBody: { required: true, content: json("CheckVerificationRequest", { code: "482910" }) },
+          responses: {
+            200: {
+              description: "Approved, or pending with one check fewer (or max_attempts_reached).",
+              content: json("Verification"),
+            },
+            409: problem("`verification_closed`, with its `status`"),
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
+      "/v1/verifications/{id}/cancel": {
+        post: {
+          operationId: "cancelVerification",
+          summary: "Cancel a pending verification",
+          tags: ["verifications"],
+          security: API_KEY,
+          parameters: [verificationIdParameter],
+          responses: {
+            200: { description: "Canceled.", content: json("Verification") },
+            409: problem("`verification_closed`, with its `status`"),
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
+      "/v1/callbacks/deliveries": {
+        get: {
+          operationId: "listCallbackDeliveries",
+          summary: "The team's status callback deliveries, newest first",
+          tags: ["callbacks"],
+          security: API_KEY,
+          parameters: queryParameters(listDeliveriesQuerySchema, {
+            status: "Only deliveries in this state.",
+            limit: "Page size, 1..200 (default 50).",
+          }),
+          responses: {
+            200: { description: "One page.", content: json("CallbackDeliveryList") },
+            ...problems(400, 401, 503),
+          },
+        },
+      },
+      "/v1/callbacks/deliveries/{id}/retry": {
+        post: {
+          operationId: "retryCallbackDelivery",
+          summary: "Send a delivery again now, with a fresh retry schedule (same webhook-id)",
+          tags: ["callbacks"],
+          security: API_KEY,
+          parameters: [{ name: "id", in: "path", required: true, schema: inline(deliveryIdSchema) }],
+          responses: {
+            202: { description: "Pending again.", content: json("CallbackDelivery") },
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
       "/webhooks/betatel": {
         post: {
+          operationId: "receiveBetatelStatuses",
           summary: "Betatel status updates",
           tags: ["webhooks"],
           security: WEBHOOK_SECRET,
           description:
             "When WEBHOOK_SIGNING_SECRET is set, a Standard Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`) is required as well.",
+          parameters: ["webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => ({
+            name,
+            in: "header",
+            required: false,
+            description: "Standard Webhooks header; required when WEBHOOK_SIGNING_SECRET is set.",
+            schema: { type: "string" },
+          })),
           requestBody: { required: true, content: json("WebhookBody", webhookExample) },
           responses: {
             200: { description: "Stored; one result per item.", content: json("WebhookResponse") },
@@ -258,6 +448,8 @@ export function buildOpenApiDocument(): Json {
       },
       "/healthz": {
         get: {
+          operationId: "checkLiveness",
+          security: [],
           summary: "The process answers",
           tags: ["ops"],
           responses: { 200: { description: "Up.", content: json("Health") } },
@@ -265,6 +457,8 @@ export function buildOpenApiDocument(): Json {
       },
       "/readyz": {
         get: {
+          operationId: "checkReadiness",
+          security: [],
           summary: "The database serves the service's own read and accepts writes, within 2 s",
           tags: ["ops"],
           responses: { 200: { description: "Ready.", content: json("Health") }, ...problems(503) },
@@ -272,6 +466,7 @@ export function buildOpenApiDocument(): Json {
       },
       "/metrics": {
         get: {
+          operationId: "getMetrics",
           summary: "Prometheus metrics",
           tags: ["ops"],
           description: "Open unless METRICS_TOKEN is set; then `Authorization: Bearer <METRICS_TOKEN>`.",
@@ -284,11 +479,34 @@ export function buildOpenApiDocument(): Json {
       },
       "/openapi.json": {
         get: {
+          operationId: "getOpenApiDocument",
+          security: [],
           summary: "This document",
           tags: ["ops"],
           responses: {
             200: { description: "OpenAPI 3.1.", content: { "application/json": { schema: { type: "object" } } } },
           },
+        },
+      },
+    }),
+    // Status callbacks the service POSTs to a team's registered endpoints.
+    webhooks: {
+      "message.status": {
+        post: {
+          operationId: "messageStatusCallback",
+          security: [],
+          summary: "A message's status changed",
+          description:
+            "Signed with Standard Webhooks using the endpoint's secret. `webhook-id` is the same on every retry; any 2xx within 15 s acknowledges it.",
+          tags: ["callbacks"],
+          parameters: ["webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => ({
+            name,
+            in: "header",
+            required: true,
+            schema: { type: "string" },
+          })),
+          requestBody: { required: true, content: json("MessageStatusEvent") },
+          responses: { 200: { description: "Any 2xx: delivered." } },
         },
       },
     },
@@ -303,6 +521,35 @@ export function buildOpenApiDocument(): Json {
         metricsToken: { type: "http", scheme: "bearer", description: "METRICS_TOKEN, when set." },
       },
     },
+  };
+}
+
+/**
+ * A documented path called with a method it does not have: 405 with `Allow` (GET also allows HEAD), instead
+ * of a 404 that would suggest the path is wrong. Mounted after every route.
+ */
+export function methodNotAllowedHandler(): RequestHandler {
+  const routes = Object.entries(buildOpenApiDocument().paths as Record<string, Json>).map(([path, operations]) => {
+    const methods = Object.keys(operations).map((method) => method.toUpperCase());
+    if (methods.includes("GET")) methods.push("HEAD");
+    const pattern = new RegExp(`^${path.replace(/\{[^}]+\}/g, "[^/]+").replaceAll(".", "\\.")}/?$`, "i");
+    return { pattern, allow: methods.join(", ") };
+  });
+  return (req, _res, next) => {
+    const route = routes.find((candidate) => candidate.pattern.test(req.path));
+    if (!route) return next();
+    next(
+      new AppError(
+        405,
+        "method_not_allowed",
+        "Method not allowed",
+        `${req.method} is not served here; use ${route.allow}.`,
+        {},
+        {
+          Allow: route.allow,
+        },
+      ),
+    );
   };
 }
 

@@ -21,6 +21,7 @@ export interface RetentionRun {
     messages: number;
     messageEvents: number;
     idempotencyKeys: number;
+    callbackDeliveries: number;
     /** Abuse-limit bookkeeping: recipient sends past any window, per-key counters of ended windows. */
     limitRows: number;
   };
@@ -51,6 +52,12 @@ SELECT (SELECT count(*) FROM gone)::int AS messages, (SELECT count(*) FROM event
 const DELETE_IDEMPOTENCY_KEYS = `DELETE FROM idempotency_keys WHERE (scope, key) IN (
   SELECT scope, key FROM idempotency_keys WHERE created_at < ${cutoff} LIMIT $2)`;
 
+/** Finished (delivered or failed) status callbacks are kept this long for the team to look at, then deleted. */
+export const CALLBACK_DELIVERY_TTL_MS = 30 * 86_400_000;
+
+const DELETE_CALLBACK_DELIVERIES = `DELETE FROM callback_deliveries WHERE id IN (
+  SELECT id FROM callback_deliveries WHERE created_at < ${cutoff} AND status <> 'pending' LIMIT $2)`;
+
 // No recipient window is longer than 31 days (the configuration refuses more); a key's window is a minute.
 const DELETE_LIMIT_ROWS = `WITH sends AS (
   DELETE FROM recipient_sends WHERE id IN (
@@ -69,7 +76,14 @@ SELECT greatest((SELECT count(*) FROM sends), (SELECT count(*) FROM counters))::
  */
 export async function runRetentionOnce(options: RetentionOptions): Promise<RetentionRun> {
   const batch = options.batchSize ?? DEFAULT_BATCH;
-  const removed = { bufferedEvents: 0, messages: 0, messageEvents: 0, idempotencyKeys: 0, limitRows: 0 };
+  const removed = {
+    bufferedEvents: 0,
+    messages: 0,
+    messageEvents: 0,
+    idempotencyKeys: 0,
+    callbackDeliveries: 0,
+    limitRows: 0,
+  };
   const client = await options.pool.connect();
   let locked = false;
   try {
@@ -104,6 +118,11 @@ export async function runRetentionOnce(options: RetentionOptions): Promise<Reten
     await untilDone(async () => {
       const { rowCount } = await client.query(DELETE_IDEMPOTENCY_KEYS, [IDEMPOTENCY_TTL_MS, batch]);
       removed.idempotencyKeys += rowCount ?? 0;
+      return rowCount ?? 0;
+    });
+    await untilDone(async () => {
+      const { rowCount } = await client.query(DELETE_CALLBACK_DELIVERIES, [CALLBACK_DELIVERY_TTL_MS, batch]);
+      removed.callbackDeliveries += rowCount ?? 0;
       return rowCount ?? 0;
     });
     await untilDone(async () => {

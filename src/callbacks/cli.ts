@@ -1,0 +1,115 @@
+// `npm run callbacks -- <command>`: manage a team's status-callback endpoints and replay deliveries.
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config.ts";
+import { openDatabase } from "../db/database.ts";
+import { applyMigrations } from "../db/migrate.ts";
+import { replayDeliveries } from "./deliveries.ts";
+import {
+  addEndpoint,
+  CALLBACK_EVENT_TYPES,
+  type CallbackEventType,
+  listEndpoints,
+  removeEndpoint,
+  setEndpointEnabled,
+} from "./endpoints.ts";
+import { endpointSigningSecret } from "./signing-secret.ts";
+import { CallbackTargetRefused, checkCallbackUrl } from "./target-guard.ts";
+
+const USAGE = `Usage: npm run callbacks -- <command>
+  add --team <team> --url <url> [--events message.status,verification.status]
+                         register an endpoint; prints its signing secret once
+  list [--team <team>]   endpoints with their state
+  disable <id> | enable <id> | remove <id>
+  replay --team <team> --since <ISO time>
+                         send the team's events since that time again (same webhook-id)`;
+
+class UsageError extends Error {}
+
+function required(value: string | undefined, name: string): string {
+  if (!value) throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+function parseEvents(value: string | undefined): CallbackEventType[] {
+  if (!value) return [...CALLBACK_EVENT_TYPES];
+  const events = value.split(",").map((event) => event.trim());
+  const unknown = events.filter((event) => !(CALLBACK_EVENT_TYPES as readonly string[]).includes(event));
+  if (unknown.length > 0) throw new UsageError(`unknown event type ${unknown.join(", ")}`);
+  return events as CallbackEventType[];
+}
+
+async function main(argv: string[]) {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      team: { type: "string" },
+      url: { type: "string" },
+      events: { type: "string" },
+      since: { type: "string" },
+    },
+  });
+  const [command, id] = positionals;
+  if (!command) throw new UsageError("a command is required");
+  const config = loadConfig();
+  const db = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: 1 });
+  try {
+    await applyMigrations(db.pool);
+    switch (command) {
+      case "add": {
+        const secret = config.CALLBACKS_SECRET;
+        if (!secret) throw new UsageError("CALLBACKS_SECRET is unset: set it (as the service has it) to add endpoints");
+        const team = required(values.team, "team");
+        const url = checkCallbackUrl(required(values.url, "url"), config.CALLBACKS_ALLOW_PRIVATE).toString();
+        const endpoint = await addEndpoint(db.pool, { team, url, events: parseEvents(values.events) });
+        console.log(`endpoint ${endpoint.id} for team ${team}: ${url} (${endpoint.events.join(", ")})`);
+        console.log(`signing secret (shown once; verify webhook-signature with it):`);
+        console.log(endpointSigningSecret(secret, endpoint.id, endpoint.secretVersion));
+        return;
+      }
+      case "list": {
+        const endpoints = await listEndpoints(db.pool, values.team);
+        if (endpoints.length === 0) console.log("no endpoints");
+        for (const e of endpoints) {
+          const state = e.enabled ? "enabled" : `disabled (${e.disabledReason ?? "no reason"})`;
+          const failing = e.failingSince ? `, failing since ${e.failingSince.toISOString()}` : "";
+          console.log(`${e.id}  team=${e.team}  ${e.url}  [${e.events.join(",")}]  ${state}${failing}`);
+        }
+        return;
+      }
+      case "disable":
+      case "enable": {
+        const found = await setEndpointEnabled(db.pool, required(id, "id"), command === "enable");
+        if (!found) throw new UsageError(`no endpoint ${id}`);
+        console.log(`endpoint ${id} ${command}d`);
+        return;
+      }
+      case "remove": {
+        if (!(await removeEndpoint(db.pool, required(id, "id")))) throw new UsageError(`no endpoint ${id}`);
+        console.log(`endpoint ${id} removed with its deliveries`);
+        return;
+      }
+      case "replay": {
+        const team = required(values.team, "team");
+        const since = new Date(required(values.since, "since"));
+        if (Number.isNaN(since.getTime())) throw new UsageError("--since must be an ISO 8601 time");
+        const count = await replayDeliveries(db.pool, team, since);
+        console.log(`${count} deliveries of team ${team} since ${since.toISOString()} queued again`);
+        return;
+      }
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof CallbackTargetRefused) console.error(`refused: the URL ${error.message}`);
+  else if (error instanceof UsageError || error instanceof TypeError) console.error(`${error.message}\n\n${USAGE}`);
+  else console.error(error);
+  process.exitCode = 1;
+}

@@ -1,0 +1,113 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CallbackReceiver, startCallbackReceiver } from "./support/callback-receiver.ts";
+import { aTeam, aWorker, sendAs } from "./support/callbacks.ts";
+import { openIsolatedDatabase } from "./support/isolated-database.ts";
+import { spawnServer } from "./support/spawn-server.ts";
+import { startTestAppOn, type TestApp } from "./support/test-app.ts";
+import { postWebhook } from "./support/webhook.ts";
+
+const run = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, "..");
+
+/** `npm run callbacks -- ...args` as an operator runs it (the same entry, without npm's banner). */
+async function cli(args: string[], env: Record<string, string> = { DATABASE_URL: t.db.url ?? "" }) {
+  try {
+    const { stdout } = await run(process.execPath, ["--import", "tsx", "src/callbacks/cli.ts", ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", ...env },
+    });
+    return { code: 0, out: stdout };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, out: `${failed.stdout}${failed.stderr}` };
+  }
+}
+
+const owner = aTeam();
+let t: TestApp;
+let receiver: CallbackReceiver;
+
+beforeAll(async () => {
+  // A database of its own: workers claim every team's due deliveries, and other files' servers run workers.
+  t = await startTestAppOn(await openIsolatedDatabase(), { API_KEYS: owner.apiKeys });
+  receiver = await startCallbackReceiver();
+});
+afterAll(async () => {
+  await receiver.close();
+  await t.close();
+});
+
+describe("npm run callbacks", () => {
+  it("when an endpoint is added, then the printed secret verifies its callbacks, and replay sends them again", async () => {
+    const added = await cli(["add", "--team", owner.team, "--url", receiver.url, "--events", "message.status"]);
+    expect(added.code).toBe(0);
+    const id = /endpoint (ep_\w+)/.exec(added.out)?.[1];
+    receiver.secret = /^(whsec_\S+)$/m.exec(added.out)?.[1] ?? "";
+    expect(id).toBeDefined();
+
+    const uuid = await sendAs(t.app, owner.auth);
+    await postWebhook(t.app, { uuid, status: "SENT" }).expect(200);
+    await aWorker(t.db).runOnce();
+    const [first] = await receiver.waitFor(1);
+    expect(receiver.rejected).toBe(0);
+
+    const listed = await cli(["list", "--team", owner.team]);
+    expect(listed.out).toContain(`${id}  team=${owner.team}  ${receiver.url}  [message.status]  enabled`);
+
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const replayed = await cli(["replay", "--team", owner.team, "--since", since]);
+    expect(replayed.out).toContain("1 deliveries");
+    await aWorker(t.db).runOnce();
+    const [, again] = await receiver.waitFor(2);
+    expect(again?.headers["webhook-id"]).toBe(first?.headers["webhook-id"]);
+
+    expect((await cli(["disable", id ?? ""])).code).toBe(0);
+    await postWebhook(t.app, { uuid, status: "DELIVERED" }).expect(200);
+    const list = await request(t.app).get("/v1/callbacks/deliveries").set(owner.auth).expect(200);
+    expect(list.body.items).toHaveLength(1);
+  });
+
+  it.each([
+    [["add", "--team", "growth", "--url", "ftp://example.com/x"], "must be an http(s) URL"],
+    [["add", "--team", "growth"], "--url is required"],
+    [["add", "--team", "growth", "--url", "https://example.com", "--events", "sms.sent"], "unknown event type"],
+    [["replay", "--team", "growth", "--since", "yesterday"], "--since must be an ISO 8601 time"],
+    [["enable", "ep_nothing"], "no endpoint ep_nothing"],
+    [["launch"], "unknown command launch"],
+  ])("when called with %j, then it exits 1 saying %s", async (args, message) => {
+    const result = await cli(args);
+    expect(result.code).toBe(1);
+    expect(result.out).toContain(message);
+  });
+
+  it("when production refuses private targets, then a loopback endpoint is refused at once", async () => {
+    const result = await cli(["add", "--team", "growth", "--url", "https://127.0.0.1/x"], {
+      DATABASE_URL: t.db.url ?? "",
+      CALLBACKS_ALLOW_PRIVATE: "false",
+    });
+    expect(result.code).toBe(1);
+    expect(result.out).toContain("refused: the URL address 127.0.0.1 is not public");
+  });
+
+  it("when the service runs on the embedded database, then the CLI refuses to open it beside the service", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "otp-cli-"));
+    const server = await spawnServer({ DATA_DIR: dataDir, RECONCILE_INTERVAL_MS: "0" });
+    try {
+      const refused = await cli(["list"], { DATA_DIR: dataDir });
+      expect(refused.code).toBe(1);
+      expect(refused.out).toContain(`is in use by process ${server.child.pid}`);
+    } finally {
+      server.kill("SIGTERM");
+      await server.exited;
+    }
+    const listed = await cli(["list"], { DATA_DIR: dataDir });
+    expect(listed).toEqual({ code: 0, out: "no endpoints\n" });
+    await rm(dataDir, { recursive: true, force: true });
+  }, 60_000);
+});
