@@ -39,6 +39,33 @@ export function pgbenchScript(): string {
   ].join("\n");
 }
 
+/**
+ * The ceiling: the least database work one single-status webhook needs, in one transaction — a conditional
+ * UPDATE of the message (only if the status is newer) and the INSERT of its event. Same walk as above.
+ */
+export function minimalWebhookScript(): string {
+  const status = "(ARRAY['SENT', 'DELIVERED', 'READ'])[:step]::message_status";
+  return [
+    "\\set k :k + 1",
+    "\\set m :first + :client_id * :per_client + (:k / 3) % :per_client",
+    "\\set step :k % 3 + 1",
+    "BEGIN;",
+    `UPDATE messages SET status = ${status}, updated_at = now() WHERE uuid = 'bench-' || :m AND status < ${status};`,
+    `INSERT INTO message_events (uuid, status, outcome, occurred_at, source, payload) VALUES ('bench-' || :m, ${status}, 'applied', now(), 'webhook', '{"uuid": "bench-0"}') ON CONFLICT (uuid, status) DO NOTHING;`,
+    "END;",
+    "",
+  ].join("\n");
+}
+
+/** A point read of one message with its events, as GET /v1/messages/:uuid reads it. */
+export function pointSelectScript(findMessageSql: string, first: number, count: number): string {
+  return [
+    `\\set m random(${first}, ${first + count - 1})`,
+    `${findMessageSql.replace("$1", "'bench-' || :m")};`,
+    "",
+  ].join("\n");
+}
+
 export interface PgbenchResult {
   tps: number;
   latencyAverageMs: number;
@@ -51,13 +78,15 @@ export interface PgbenchResult {
 export async function runPgbench(options: {
   databaseUrl: string;
   scriptPath: string;
+  /** The script to run; default: the service's own statement (`pgbenchScript`). */
+  script?: string;
   first: number;
   count: number;
   clients: number;
   seconds: number;
   mode?: "simple" | "extended" | "prepared";
 }): Promise<PgbenchResult> {
-  await writeFile(options.scriptPath, pgbenchScript());
+  await writeFile(options.scriptPath, options.script ?? pgbenchScript());
   const perClient = Math.floor(options.count / options.clients);
   const url = new URL(options.databaseUrl);
   const { stdout } = await run(

@@ -3,7 +3,7 @@
  * next to the database's own ceiling (pgbench running the same SQL), then a check of every stored row.
  * Settings (environment): BENCH_MESSAGES (messages per phase, default 20000), BENCH_SECONDS (per phase, 12),
  * BENCH_CONNECTIONS (32), DATABASE_POOL_SIZE (of each service instance, default below),
- * BENCH_PHASES (comma list of single,batch,read,pgbench,two; default all), BENCH_CPU_PROF=1 (profile the server),
+ * BENCH_PHASES (comma list of single,duplicates,peer,batch,read,pgbench,two; default all), BENCH_CPU_PROF=1 (profile the server),
  * BENCH_NODE_ARGS (extra node flags for the service, e.g. "--max-semi-space-size=4"),
  * BENCH_ADMIN_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
  */
@@ -12,12 +12,15 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { FIND_MESSAGE } from "../src/messages/repository.ts";
 import type { Status } from "../src/messages/status.ts";
+import { BASELINE_FUNCTION } from "./baseline-peer.ts";
 import { type BenchDatabase, createBenchDatabase, type Sent, seedMessages, verify } from "./database.ts";
 import { ACKED, type LoadJob, type LoadResult, SENT } from "./load-job.ts";
-import { type PgbenchResult, runPgbench } from "./pgbench.ts";
-import { API_KEY, ROOT, type Service, startService, WEBHOOK_SECRET } from "./service.ts";
-import { arrivals, countOutOfOrder, type Delivery, type History, histories, random } from "./workload.ts";
+import { type MachineCost, measureCost } from "./machine-cpu.ts";
+import { minimalWebhookScript, type PgbenchResult, pointSelectScript, runPgbench } from "./pgbench.ts";
+import { API_KEY, ROOT, type Service, startPeer, startService, WEBHOOK_SECRET } from "./service.ts";
+import { arrivals, countOutOfOrder, type Delivery, type History, histories, random, retryStorm } from "./workload.ts";
 
 const env = process.env;
 const MESSAGES = Number(env.BENCH_MESSAGES ?? 20_000);
@@ -30,12 +33,12 @@ const NODE_ARGS = (env.BENCH_NODE_ARGS ?? "--max-old-space-size=160 --max-semi-s
   .split(" ")
   .filter(Boolean);
 const BATCH = 100;
-const PHASES = new Set((env.BENCH_PHASES ?? "single,batch,read,pgbench,two").split(","));
+const PHASES = new Set((env.BENCH_PHASES ?? "single,duplicates,peer,batch,read,pgbench,two").split(","));
 const ADMIN_URL = env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const RESULTS_DIR = path.join(ROOT, "bench/results");
 const SEED = Number(env.BENCH_SEED ?? 20261127);
 
-interface PhaseFigures {
+interface PhaseFigures extends Partial<MachineCost> {
   name: string;
   unit: string;
   throughput: number;
@@ -107,31 +110,34 @@ function record(sent: Map<number, Sent>, deliveries: Delivery[], stateOf: (index
 
 const webhookHeaders = { "content-type": "application/json", "x-webhook-secret": WEBHOOK_SECRET };
 
-/** Sends `messages`' statuses to the targets, `perRequest` statuses per request (1: the single object shape). */
+/** Sends `deliveries` to the targets, `perRequest` statuses per request (1: the single object shape). */
 async function webhookPhase(
   name: string,
   services: Service[],
-  messages: History[],
+  deliveries: Delivery[],
   perRequest: number,
   sent: Map<number, Sent>,
 ): Promise<PhaseFigures> {
-  const deliveries = arrivals(messages, rand);
   const requests: LoadJob["requests"] = [];
   for (let i = 0; i < deliveries.length; i += perRequest) {
     const items = deliveries.slice(i, i + perRequest).map((d) => d.item);
     requests.push({ path: "/webhooks/betatel", body: JSON.stringify(perRequest === 1 ? items[0] : items) });
   }
   const cpuBefore = await cpuOf(services);
-  const [result, schedule] = await scheduled(services[0] as Service, () =>
-    runLoad({
-      targets: services.map((s) => s.url),
-      method: "POST",
-      headers: webhookHeaders,
-      requests,
-      connections: CONNECTIONS,
-      durationSeconds: SECONDS,
-      cycle: false,
-    }),
+  const [[result, schedule], cost] = await measureCost(
+    () =>
+      scheduled(services[0] as Service, () =>
+        runLoad({
+          targets: services.map((s) => s.url),
+          method: "POST",
+          headers: webhookHeaders,
+          requests,
+          connections: CONNECTIONS,
+          durationSeconds: SECONDS,
+          cycle: false,
+        }),
+      ),
+    ([load]) => load.answered,
   );
   const cpuMsPerRequest = (((await cpuOf(services)) - cpuBefore) * 1000) / Math.max(1, result.answered);
   const states = Buffer.from(result.states, "base64");
@@ -157,6 +163,7 @@ async function webhookPhase(
     loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
     eventLoopRunning: schedule.running,
     eventLoopWaitingForCpu: schedule.waiting,
+    ...cost,
   };
 }
 
@@ -167,23 +174,27 @@ async function readPhase(service: Service, messages: History[]): Promise<PhaseFi
     [order[i], order[j]] = [order[j] as History, order[i] as History];
   }
   const cpuBefore = await service.cpuSeconds();
-  const [result, schedule] = await scheduled(service, () =>
-    runLoad({
-      targets: [service.url],
-      method: "GET",
-      headers: { "x-api-key": API_KEY },
-      requests: order.map((m) => ({ path: `/v1/messages/${m.uuid}` })),
-      connections: CONNECTIONS,
-      durationSeconds: SECONDS,
-      cycle: true,
-    }),
+  const [[result, schedule], cost] = await measureCost(
+    () =>
+      scheduled(service, () =>
+        runLoad({
+          targets: [service.url],
+          method: "GET",
+          headers: { "x-api-key": API_KEY },
+          requests: order.map((m) => ({ path: `/v1/messages/${m.uuid}` })),
+          connections: CONNECTIONS,
+          durationSeconds: SECONDS,
+          cycle: true,
+        }),
+      ),
+    ([load]) => load.answered,
   );
   const cpuMsPerRequest = (((await service.cpuSeconds()) - cpuBefore) * 1000) / Math.max(1, result.answered);
   if (result.non2xx > 0 || result.errors > 0) {
     throw new Error(`read: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
   }
   return {
-    name: "GET /v1/messages/:uuid",
+    name: READ,
     unit: "requests/s",
     throughput: result.answered / result.elapsedSeconds,
     p50Ms: result.latencyMs.p50,
@@ -194,8 +205,18 @@ async function readPhase(service: Service, messages: History[]): Promise<PhaseFi
     loadCpuMsPerRequest: (result.cpuSeconds * 1000) / Math.max(1, result.answered),
     eventLoopRunning: schedule.running,
     eventLoopWaitingForCpu: schedule.waiting,
+    ...cost,
   };
 }
+
+const SINGLE = "webhook, 1 status/request";
+const DUPLICATES = "webhook, 1 status/request, retry storm (duplicates)";
+const PEER = "baseline peer, 1 status/request";
+const BATCHED = `webhook, ${BATCH} statuses/request`;
+const READ = "GET /v1/messages/:uuid";
+const TWO = "webhook, 1 status/request, 2 instances";
+const CEILING = "ceiling: UPDATE + INSERT in one transaction, -M prepared";
+const POINT_READ = "GET's query, -M prepared";
 
 const pct = (share: number | undefined) => (share === undefined ? "-" : `${(share * 100).toFixed(0)}%`);
 const fmt = (value: number | undefined, digits = 0) =>
@@ -220,11 +241,15 @@ async function main() {
       pgbench: { first: MESSAGES * 3 + 1, count: MESSAGES * 2 },
       pgbenchPrepared: { first: MESSAGES * 5 + 1, count: MESSAGES * 2 },
       two: histories(MESSAGES * 7 + 1, MESSAGES, createdAt, rand),
+      ceiling: { first: MESSAGES * 8 + 1, count: MESSAGES * 2 },
+      peer: histories(MESSAGES * 10 + 1, MESSAGES, createdAt, rand),
     };
-    await seedMessages(database.pool, 1, MESSAGES * 8, createdAt);
+    const seeded = MESSAGES * 11;
+    await seedMessages(database.pool, 1, seeded, createdAt);
+    await database.pool.query(BASELINE_FUNCTION);
     await database.pool.query("VACUUM ANALYZE messages");
     await database.pool.query("VACUUM ANALYZE message_events");
-    console.log(`database ${database.name}: ${MESSAGES * 8} messages seeded`);
+    console.log(`database ${database.name}: ${seeded} messages seeded`);
 
     const profileDir = path.join(RESULTS_DIR, "profiles");
     if (env.BENCH_CPU_PROF) await mkdir(profileDir, { recursive: true });
@@ -242,41 +267,69 @@ async function main() {
     const step = (label: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${label}`);
     if (PHASES.has("single")) {
       step("1. single-status webhooks");
-      phases.push(await webhookPhase("webhook, 1 status/request", [first], sets.single, 1, sent));
+      phases.push(await webhookPhase(SINGLE, [first], arrivals(sets.single, rand), 1, sent));
+    }
+    if (PHASES.has("duplicates")) {
+      // After phase 1 these statuses are all known: a provider's retry storm, nearly every one a duplicate.
+      step("1b. single-status webhooks, a retry storm (duplicates)");
+      const storm = retryStorm(sets.single, MESSAGES * 3, Math.min(3000, MESSAGES), rand);
+      phases.push(await webhookPhase(DUPLICATES, [first], storm, 1, sent));
+    }
+    if (PHASES.has("peer")) {
+      step("1c. the baseline peer (node:http + one prepared call), single-status webhooks");
+      const peer = await startPeer(database.url, NODE_ARGS);
+      try {
+        phases.push(await webhookPhase(PEER, [peer], arrivals(sets.peer, rand), 1, new Map()));
+      } finally {
+        await peer.stop();
+      }
     }
     if (PHASES.has("batch")) {
       step("2. batched webhooks");
-      phases.push(await webhookPhase(`webhook, ${BATCH} statuses/request`, [first], sets.batch, BATCH, sent));
+      phases.push(await webhookPhase(BATCHED, [first], arrivals(sets.batch, rand), BATCH, sent));
     }
     if (PHASES.has("read")) {
       step("3. GET /v1/messages/:uuid");
       phases.push(await readPhase(first, sets.single));
     }
     const peakRssMiB = await first.peakRssMiB();
-    // The database's ceiling for the same statement at the same concurrency: as the issue defines it (simple
-    // protocol, parsed and planned per call), and prepared (what the service does since it names the statement).
-    let pgbench: PgbenchResult | undefined;
-    let pgbenchPrepared: PgbenchResult | undefined;
+    // The database's own figures at the same concurrency. The ceiling is the least a webhook's database work can
+    // be (a conditional UPDATE and the event INSERT in one transaction), prepared; the point read is GET's query;
+    // the service's own statement, simple and prepared, is extra information.
+    const pg: Record<string, PgbenchResult & { cost: MachineCost }> = {};
     if (PHASES.has("pgbench")) {
-      const ceiling = (mode: "simple" | "prepared", set: { first: number; count: number }) =>
-        runPgbench({
-          databaseUrl: (database as BenchDatabase).url,
-          scriptPath: path.join(scratch, "apply-one-status.sql"),
-          ...set,
-          clients: CONNECTIONS,
-          seconds: Math.max(SECONDS, 15),
-          mode,
-        });
-      step("4. pgbench, the same statement (-M simple)");
-      pgbench = await ceiling("simple", sets.pgbench);
-      step("4b. pgbench, the same statement (-M prepared)");
-      pgbenchPrepared = await ceiling("prepared", sets.pgbenchPrepared);
+      const pgbenchPhase = async (
+        label: string,
+        mode: "simple" | "prepared",
+        set: { first: number; count: number },
+        script?: string,
+      ) => {
+        step(`4. pgbench: ${label}`);
+        const [result, cost] = await measureCost(
+          () =>
+            runPgbench({
+              databaseUrl: (database as BenchDatabase).url,
+              scriptPath: path.join(scratch, "pgbench.sql"),
+              script,
+              ...set,
+              clients: CONNECTIONS,
+              seconds: Math.max(SECONDS, 15),
+              mode,
+            }),
+          (r) => r.transactions,
+        );
+        pg[label] = { ...result, cost };
+      };
+      await pgbenchPhase(CEILING, "prepared", sets.ceiling, minimalWebhookScript());
+      await pgbenchPhase(POINT_READ, "prepared", sets.ceiling, pointSelectScript(FIND_MESSAGE, 1, seeded));
+      await pgbenchPhase("the service's statement, -M simple", "simple", sets.pgbench);
+      await pgbenchPhase("the service's statement, -M prepared", "prepared", sets.pgbenchPrepared);
     }
     if (PHASES.has("two")) {
       step("5. single-status webhooks, two instances");
       const second = await start();
       services.push(second);
-      phases.push(await webhookPhase("webhook, 1 status/request, 2 instances", [first, second], sets.two, 1, sent));
+      phases.push(await webhookPhase(TWO, [first, second], arrivals(sets.two, rand), 1, sent));
     }
     for (const service of services.splice(0)) await service.stop();
 
@@ -288,42 +341,65 @@ async function main() {
     );
     if (Number(eventsPerStatus.rows[0]?.dupes) !== 0) problems.push("more than one event for some (uuid, status)");
 
-    const ratio = (value: number, ceiling: number | undefined) => (ceiling ? value / ceiling : undefined);
+    const ceiling = pg[CEILING];
+    const peerRow = phases.find((p) => p.name === PEER);
+    const ratio = (value: number | undefined, base: number | undefined) =>
+      value !== undefined && base ? value / base : undefined;
     const rows = phases.map((p) => ({
       ...p,
-      ratioToPgbench: ratio(p.throughput, pgbench?.tps),
-      ratioToPgbenchPrepared: ratio(p.throughput, pgbenchPrepared?.tps),
+      ratioToCeiling: ratio(p.throughput, ceiling?.tps),
+      ratioToPeer: p.name === PEER || p.name === BATCHED ? undefined : ratio(p.throughput, peerRow?.throughput),
     }));
     console.log("");
     console.log(
-      "| phase | throughput | unit | p50 ms | p99 ms | service CPU ms/req | load generator CPU ms/req | event loop on CPU / waiting for CPU | x pgbench | x pgbench -M prepared |",
+      "| phase | throughput | unit | p50 ms | p99 ms | machine CPU ms/req | Postgres CPU ms/req | service CPU ms/req | load generator CPU ms/req | event loop on CPU / waiting | x ceiling | x peer |",
     );
-    console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const row of rows) {
       console.log(
-        `| ${row.name} | ${fmt(row.throughput)} | ${row.unit} | ${fmt(row.p50Ms, 1)} | ${fmt(row.p99Ms, 1)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.loadCpuMsPerRequest, 2)} | ${pct(row.eventLoopRunning)} / ${pct(row.eventLoopWaitingForCpu)} | ${fmt(row.ratioToPgbench, 2)} | ${fmt(row.ratioToPgbenchPrepared, 2)} |`,
+        `| ${row.name} | ${fmt(row.throughput)} | ${row.unit} | ${fmt(row.p50Ms, 1)} | ${fmt(row.p99Ms, 1)} | ${fmt(row.machineMsPerRequest, 2)} | ${fmt(row.postgresMsPerRequest, 2)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.loadCpuMsPerRequest, 2)} | ${pct(row.eventLoopRunning)} / ${pct(row.eventLoopWaitingForCpu)} | ${fmt(row.ratioToCeiling, 2)} | ${fmt(row.ratioToPeer, 2)} |`,
       );
     }
-    for (const [label, result] of [
-      ["simple", pgbench],
-      ["prepared", pgbenchPrepared],
-    ] as const) {
-      if (!result) continue;
+    for (const [label, result] of Object.entries(pg)) {
       console.log(
-        `| pgbench -M ${label}, same statement, -c ${CONNECTIONS} | ${fmt(result.tps)} | transactions/s | avg ${fmt(result.latencyAverageMs, 1)} | - | - | - | - | ${fmt(ratio(result.tps, pgbench?.tps), 2)} | ${fmt(ratio(result.tps, pgbenchPrepared?.tps), 2)} |`,
+        `| pgbench -c ${CONNECTIONS}: ${label} | ${fmt(result.tps)} | transactions/s | avg ${fmt(result.latencyAverageMs, 1)} | - | ${fmt(result.cost.machineMsPerRequest, 2)} | ${fmt(result.cost.postgresMsPerRequest, 2)} | - | - | - | ${fmt(ratio(result.tps, ceiling?.tps), 2)} | - |`,
       );
     }
     console.log(`\nservice peak RSS (VmHWM): ${fmt(peakRssMiB, 1)} MiB; pool size ${POOL_SIZE}`);
-    const single = rows.find((r) => r.name === "webhook, 1 status/request");
-    const batch = rows.find((r) => r.name.startsWith(`webhook, ${BATCH}`));
-    const targets = {
-      singleAtLeast0_6xPgbench: single?.ratioToPgbench === undefined ? undefined : single.ratioToPgbench >= 0.6,
-      batchAtLeast2xPgbench: batch?.ratioToPgbench === undefined ? undefined : batch.ratioToPgbench >= 2,
-      singleP99Under50Ms: single ? single.p99Ms < 50 : undefined,
-      peakRssUnder200MB: peakRssMiB * 1.048576 < 200,
+
+    const single = rows.find((r) => r.name === SINGLE);
+    const duplicates = rows.find((r) => r.name === DUPLICATES);
+    const batch = rows.find((r) => r.name === BATCHED);
+    const read = rows.find((r) => r.name === READ);
+    const atMost = (value: number | undefined, limit: number | undefined) =>
+      value === undefined || limit === undefined ? undefined : value <= limit;
+    const atLeast = (value: number | undefined, floor: number | undefined) =>
+      value === undefined || floor === undefined ? undefined : value >= floor;
+    const targets: Record<string, boolean | undefined> = {
+      "single-status >= 0.6x the ceiling": atLeast(single?.ratioToCeiling, 0.6),
+      "single-status >= 0.8x the baseline peer": atLeast(single?.ratioToPeer, 0.8),
+      "machine CPU per webhook <= 1.5x the peer's": atMost(
+        single?.machineMsPerRequest,
+        peerRow?.machineMsPerRequest && peerRow.machineMsPerRequest * 1.5,
+      ),
+      "Postgres CPU per webhook <= 1.5x the peer's": atMost(
+        single?.postgresMsPerRequest,
+        peerRow?.postgresMsPerRequest && peerRow.postgresMsPerRequest * 1.5,
+      ),
+      "a duplicate costs <= half an applied status (machine CPU)": atMost(
+        duplicates?.machineMsPerRequest,
+        single?.machineMsPerRequest && single.machineMsPerRequest / 2,
+      ),
+      "single-status p99 < 50 ms": single ? single.p99Ms < 50 : undefined,
+      "batched statuses/s >= 2x the ceiling": atLeast(batch?.ratioToCeiling, 2),
+      "GET >= 0.5x the pgbench point read": atLeast(ratio(read?.throughput, pg[POINT_READ]?.tps), 0.5),
+      "peak RSS < 150 MB": peakRssMiB * 1.048576 < 150,
     };
-    console.log("targets:", JSON.stringify(targets));
-    if (pgbench?.wrapped || pgbenchPrepared?.wrapped)
+    console.log("\ntargets (measured in this run):");
+    for (const [target, met] of Object.entries(targets)) {
+      console.log(`  ${met === undefined ? "not measured" : met ? "met   " : "MISSED"}  ${target}`);
+    }
+    if (Object.values(pg).some((result) => result.wrapped))
       console.log("note: pgbench clients ran past their messages (BENCH_MESSAGES too small)");
 
     const report = {
@@ -332,8 +408,7 @@ async function main() {
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       settings: { messagesPerPhase: MESSAGES, seconds: SECONDS, connections: CONNECTIONS, poolSize: POOL_SIZE },
       phases: rows,
-      pgbench,
-      pgbenchPrepared,
+      pgbench: pg,
       peakRssMiB,
       targets,
       verification: { messages: checked.length, problems },

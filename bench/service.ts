@@ -84,6 +84,11 @@ export async function startService(options: {
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+  return watchProcess(child, url, exited);
+}
+
+/** The figures the bench reads of a process it started (/proc), and how to stop it. */
+function watchProcess(child: ChildProcess, url: string, exited: Promise<number | null>): Service {
   const pid = child.pid as number;
   return {
     url,
@@ -110,4 +115,22 @@ export async function startService(options: {
       clearTimeout(timer);
     },
   };
+}
+
+/** Starts the baseline peer (bench/baseline-peer.ts) on its own port, over the same database. */
+export async function startPeer(databaseUrl: string, nodeArgs: string[] = []): Promise<Service> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, "--import", "tsx", "bench/baseline-peer.ts", databaseUrl, String(port), WEBHOOK_SECRET],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      if (chunk.toString().includes("listening")) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`the baseline peer exited with code ${code}`)));
+  });
+  return watchProcess(child, `http://127.0.0.1:${port}`, exited);
 }

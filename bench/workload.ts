@@ -48,7 +48,7 @@ export function histories(first: number, count: number, createdAt: Date, rand: (
   });
 }
 
-function wireItem(history: History, step: number): Record<string, unknown> {
+export function wireItem(history: History, step: number): Record<string, unknown> {
   const { status, timestamp } = history.statuses[step] as History["statuses"][number];
   const item: Record<string, unknown> = {
     uuid: history.uuid,
@@ -77,6 +77,19 @@ export function arrivals(all: History[], rand: () => number, window = 64, duplic
     });
   });
   return keyed.sort((a, b) => a.key - b.key).map((entry) => entry.delivery);
+}
+
+/**
+ * A provider's retry storm: `count` random (message, status) pairs over the first `span` messages, statuses they
+ * already have (after the single-status phase), so nearly every one is a duplicate.
+ */
+export function retryStorm(all: History[], count: number, span: number, rand: () => number): Delivery[] {
+  const pool = all.slice(0, span);
+  return Array.from({ length: count }, () => {
+    const history = pool[Math.floor(rand() * pool.length)] as History;
+    const step = Math.floor(rand() * history.statuses.length);
+    return { n: history.n, status: history.statuses[step]?.status as Status, item: wireItem(history, step) };
+  });
 }
 
 /** How many deliveries arrived before an earlier status of the same message (out of order). */
