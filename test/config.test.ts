@@ -25,7 +25,7 @@ function configError(env: Record<string, string>): string {
 }
 
 describe("loadConfig", () => {
-  it("when nothing is set, then the contract's defaults apply and it runs in sandbox mode", () => {
+  it("when nothing is set, then the documented defaults apply and it runs in sandbox mode", () => {
     const config = loadConfig({});
 
     expect(config).toMatchObject({

@@ -347,7 +347,7 @@ describe("POST /webhooks/betatel with bad input", () => {
     await expectDatabaseUntouched();
   });
 
-  it("when a batch holds only invalid items, then (per contract) 200 with every outcome invalid and nothing stored", async () => {
+  it("when a batch holds only invalid items, then 200 with every outcome invalid and nothing stored", async () => {
     let batches = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(badItem, { minLength: 1, maxLength: 20 }), fc.boolean(), async (items, wrapped) => {

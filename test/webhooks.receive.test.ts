@@ -11,7 +11,7 @@ afterAll(() => t.close());
 
 const minutesAgo = (minutes: number) => new Date(Math.floor(Date.now() / 60_000) * 60_000 - minutes * 60_000);
 
-// The contract's table as seen over HTTP: PENDING is always a duplicate of the message's own PENDING event.
+// The transition table as seen over HTTP: PENDING is always a duplicate of the message's own PENDING event.
 const HTTP_TABLE: Record<Status, Record<Status, string>> = {
   PENDING: {
     PENDING: "duplicate",

@@ -1,4 +1,4 @@
-/** Why a call to Betatel failed; each kind maps to one problem code of contract section 3. */
+/** Why a call to Betatel failed; each kind maps to one problem code of the send API. */
 export type BetatelFailure = "rejected" | "auth_failed" | "payment_required" | "unavailable" | "timeout";
 
 export interface BetatelErrorDetails {

@@ -66,7 +66,7 @@ const limitSchema = z
   .pipe(z.number().int().min(1).max(MAX_LIMIT))
   .meta({ description: `Page size, 1 to ${MAX_LIMIT}; default ${DEFAULT_LIMIT}.`, example: 50 });
 
-/** `GET /v1/messages` query (contract section 3). Unknown parameters are refused, not ignored. */
+/** `GET /v1/messages` query. Unknown parameters are refused, not ignored. */
 export const listMessagesQuerySchema = z.strictObject({
   status: statusSchema.optional(),
   to: phoneNumberSchema.optional(),

@@ -232,7 +232,7 @@ function withCommonAnswers(paths: Record<string, Record<string, Json>>) {
   return paths;
 }
 
-/** The OpenAPI 3.1 document of the product API and the webhook (contract sections 3 and 4), plus ops routes. */
+/** The OpenAPI 3.1 document of the product API, verifications, callbacks and the webhook, plus ops routes. */
 export function buildOpenApiDocument(): Json {
   const sendExample = {
     to: "+387 61 444 555",

@@ -27,7 +27,7 @@ const timestampSchema = z.union([z.number(), z.string().max(64)]).transform((val
 
 const shortText = z.string().max(1000);
 
-/** One status object (contract section 4). Unknown fields are allowed and kept in the raw payload. */
+/** One status object of the webhook. Unknown fields are allowed and kept in the raw payload. */
 export const statusItemSchema = z
   .looseObject({
     uuid: messageUuidSchema,

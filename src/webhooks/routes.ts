@@ -27,7 +27,7 @@ export interface WebhookResult {
 
 const tooLarge = (detail: string) => new AppError(413, "payload_too_large", "Payload too large", detail);
 
-/** `POST /webhooks/betatel`: Betatel's status updates (contract section 4). */
+/** `POST /webhooks/betatel`: Betatel's status updates. */
 export function webhookRouter(deps: WebhookDeps): Router {
   const checkSecret = checkWebhookSecret(deps.secret);
   const checkSignature = checkWebhookSignature(deps.signingSecret);

@@ -1,13 +1,13 @@
 import { RANK, STATUSES, type Status } from "../messages/status.ts";
 
-/** What happened to one incoming status (contract section 4). */
+/** What happened to one incoming status, as the webhook answers it. */
 export type Outcome = "applied" | "duplicate" | "stale" | "rejected" | "buffered" | "invalid";
 
 /** Outcomes `decide` can return: the others come from dedup (`duplicate`), a missing row or validation. */
 export type Decision = "applied" | "duplicate" | "stale" | "rejected";
 
 /**
- * The transition table of contract section 5, for an incoming status not seen before for this message
+ * The transition table of the state machine (docs/state-machine.md), for an incoming status not seen before for this message
  * (dedup on (uuid, status) runs first, so a repeat never reaches this function).
  */
 export function decide(current: Status, incoming: Status): Decision {

@@ -4,8 +4,8 @@ import { STATUSES, type Status } from "../../src/messages/status.ts";
 import { decide, TRANSITIONS } from "../../src/webhooks/state-machine.ts";
 import { byRank, foldEvents, HISTORIES, type HistoryEvent, timestampsFor } from "../support/webhook.ts";
 
-// Contract section 5, written out cell by cell. `decide` only sees a status not seen before for the
-// message, so the cells marked * in the contract (PENDING arriving later) are `stale` here; over HTTP they
+// The transition table (docs/state-machine.md), written out cell by cell. `decide` only sees a status not seen before for the
+// message, so the cells marked * in the table (PENDING arriving later) are `stale` here; over HTTP they
 // are `duplicate` because the PENDING event exists (asserted in webhooks.receive.test.ts).
 const TABLE: Record<Status, Record<Status, string>> = {
   PENDING: {
@@ -61,7 +61,7 @@ const TABLE: Record<Status, Record<Status, string>> = {
 const cells = STATUSES.flatMap((current) => STATUSES.map((incoming) => [current, incoming] as const));
 
 describe("decide(current, incoming)", () => {
-  it.each(cells)("when the message is %s and %s arrives, then it follows the contract's table", (current, incoming) => {
+  it.each(cells)("when the message is %s and %s arrives, then it follows the transition table", (current, incoming) => {
     expect(decide(current, incoming)).toBe(TABLE[current][incoming]);
   });
 
