@@ -133,7 +133,7 @@ export function createApp(deps: AppDeps): express.Express {
         ttlMs: config.VERIFY_TTL_MS,
         codeLength: config.VERIFY_CODE_LENGTH,
         textTemplate: config.VERIFY_TEXT,
-        logCodes: config.sandbox && config.NODE_ENV !== "production",
+        logCodes: !config.betatel && config.NODE_ENV !== "production",
       },
       onEvent: (event) => metrics.verifications.inc({ event }),
     }),

@@ -100,7 +100,6 @@ export type Config = Readonly<
     "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE" | "VERIFY_SECRET"
   > & {
     betatel: { apiKey: string; accountId: string } | undefined;
-    sandbox: boolean;
     /** Undefined in production when unset: callbacks are off (no endpoint can be added, none is delivered). */
     CALLBACKS_SECRET: string | undefined;
     CALLBACKS_ALLOW_PRIVATE: boolean;
@@ -157,7 +156,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze({
     ...rest,
     betatel,
-    sandbox: !betatel,
     CALLBACKS_SECRET: rest.CALLBACKS_SECRET ?? (production ? undefined : DEVELOPMENT_CALLBACKS_SECRET),
     VERIFY_SECRET: rest.VERIFY_SECRET ?? DEVELOPMENT_VERIFY_SECRET,
     // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.

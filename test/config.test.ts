@@ -42,7 +42,6 @@ describe("loadConfig", () => {
       ORPHAN_ADOPT_AFTER_MS: 300_000,
       SHUTDOWN_GRACE_MS: 35_000,
       betatel: undefined,
-      sandbox: true,
     });
     expect(config.DATABASE_URL).toBeUndefined();
     expect(config.WEBHOOK_SECRET).toBeUndefined();
@@ -57,7 +56,6 @@ describe("loadConfig", () => {
     const config = loadConfig({ ...CREDENTIALS, API_KEYS: " a, b ,,c " });
 
     expect(config.betatel).toEqual({ apiKey: "key", accountId: "account" });
-    expect(config.sandbox).toBe(false);
     expect(config.API_KEYS).toEqual([
       { team: "default", key: "a" },
       { team: "default", key: "b" },
@@ -102,7 +100,7 @@ describe("loadConfig", () => {
   });
 
   it("when production has everything it needs, then it loads", () => {
-    expect(loadConfig(PRODUCTION).sandbox).toBe(false);
+    expect(loadConfig(PRODUCTION).betatel).toEqual({ apiKey: "key", accountId: "account" });
   });
 
   const wrong: { env: Record<string, string>; variable: string }[] = [

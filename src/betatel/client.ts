@@ -13,7 +13,6 @@ export interface SendOtpInput {
 
 export interface SendOtpResult {
   uuid: string;
-  to: string;
 }
 
 /** What the service needs from Betatel. The HTTP adapter and the sandbox both implement it. */
@@ -166,8 +165,7 @@ function interpret(status: number, body: string, otpText: string): SendOtpResult
     if (!parsed.success) {
       throw new BetatelError("unavailable", "Betatel answered without a usable message uuid", { status });
     }
-    const { uuid, to } = parsed.data;
-    return { uuid, to: typeof to === "string" || typeof to === "number" ? String(to) : "" };
+    return { uuid: parsed.data.uuid };
   }
   const reason = describe(json, body, otpText);
   if (status === 400) throw new BetatelError("rejected", "Betatel rejected the request", { status, reason });

@@ -113,7 +113,7 @@ export function createSandboxBetatel(options: SandboxOptions): SandboxBetatel {
         error: { code: "131026", message: "Message undeliverable (sandbox)" },
       };
       play(fails ? [sent, failed] : [sent, { uuid, status: "delivered", to }, { uuid, status: "read", to }]);
-      return { uuid, to };
+      return { uuid };
     },
     async getDeliveryRecord(uuid) {
       const record = records.get(uuid);
