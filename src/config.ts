@@ -7,6 +7,31 @@ const optionalSecret = z
   .optional()
   .transform((value) => (value ? value : undefined));
 
+/** Signs the watch tokens of `watchUrl` outside production when WATCH_SECRET is unset (zero-config runs). */
+export const DEVELOPMENT_WATCH_SECRET = "development-only-watch-secret-never-use-in-production";
+
+/** `CORS_ORIGINS`: comma-separated `scheme://host[:port]` origins, exactly as a browser sends `Origin`. */
+const corsOrigins = z
+  .string()
+  .optional()
+  .transform((value, ctx) => {
+    const origins: string[] = [];
+    for (const entry of (value ?? "").split(",").map((origin) => origin.trim().replace(/\/$/, ""))) {
+      if (!entry) continue;
+      let origin: string | undefined;
+      try {
+        const url = new URL(entry);
+        if (/^https?:$/.test(url.protocol)) origin = url.origin;
+      } catch {}
+      if (origin !== entry) {
+        ctx.addIssue({ code: "custom", message: `"${entry}" is not an origin like https://app.example.com` });
+        return z.NEVER;
+      }
+      origins.push(origin);
+    }
+    return origins;
+  });
+
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 
 const envSchema = z.object({
@@ -30,6 +55,12 @@ const envSchema = z.object({
     (value) => value === undefined || value.startsWith("whsec_"),
     "must be a Standard Webhooks key starting with whsec_",
   ),
+  /** Key of the watch tokens in `watchUrl` (HMAC); at least 32 characters. Required in production. */
+  WATCH_SECRET: optionalSecret.refine(
+    (value) => value === undefined || value.length >= 32,
+    "must be at least 32 characters",
+  ),
+  CORS_ORIGINS: corsOrigins,
   API_KEYS: z
     .string()
     .optional()
@@ -70,7 +101,8 @@ const envSchema = z.object({
 });
 
 export type Config = Readonly<
-  Omit<z.infer<typeof envSchema>, "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID"> & {
+  Omit<z.infer<typeof envSchema>, "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID" | "WATCH_SECRET"> & {
+    WATCH_SECRET: string;
     betatel: { apiKey: string; accountId: string } | undefined;
     sandbox: boolean;
   }
@@ -104,6 +136,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       !accountId && "BETATEL_ACCOUNT_ID",
       rest.API_KEYS.length === 0 && "API_KEYS",
       !rest.WEBHOOK_SECRET && "WEBHOOK_SECRET",
+      !rest.WATCH_SECRET && "WATCH_SECRET",
     ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);
@@ -117,5 +150,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const betatel = apiKey && accountId ? { apiKey, accountId } : undefined;
-  return Object.freeze({ ...rest, betatel, sandbox: !betatel });
+  const watchSecret = rest.WATCH_SECRET ?? DEVELOPMENT_WATCH_SECRET;
+  return Object.freeze({ ...rest, WATCH_SECRET: watchSecret, betatel, sandbox: !betatel });
 }

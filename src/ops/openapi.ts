@@ -55,6 +55,10 @@ const problem = (description: string) => ({
 const PROBLEMS = {
   400: problem("`validation_failed` (with `errors` field paths) or `malformed_json`"),
   401: problem("`unauthorized`: missing or wrong credentials"),
+  // The two routes a browser may read with the watch token of `watchUrl`.
+  "401-watch": problem(
+    "`unauthorized`: missing or wrong API key; `watch_token_invalid`: the watch token is malformed, tampered with or for another message; `watch_token_expired`: get a fresh watchUrl",
+  ),
   404: problem("`message_not_found`"),
   409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
   413: problem("`payload_too_large`"),
@@ -68,7 +72,7 @@ const PROBLEMS = {
   504: problem("`provider_timeout`"),
 } as const;
 const problems = (...statuses: Array<keyof typeof PROBLEMS>) =>
-  Object.fromEntries(statuses.map((status) => [String(status), PROBLEMS[status]]));
+  Object.fromEntries(statuses.map((status) => [String(status).replace(/-.*/, ""), PROBLEMS[status]]));
 
 /** Components from the zod schemas themselves (`.meta({id})`), as JSON Schema 2020-12 (OpenAPI 3.1's dialect). */
 function componentSchemas(): Record<string, Json> {
@@ -133,24 +137,41 @@ function inline(schema: z.ZodType): Json {
 const uuidParameter = { name: "uuid", in: "path", required: true, schema: inline(messageUuidSchema) };
 
 const API_KEY = [{ bearerApiKey: [] }, { headerApiKey: [] }];
+const API_KEY_OR_WATCH_TOKEN = [...API_KEY, { watchToken: [] }];
+const watchParameter = {
+  name: "watch",
+  in: "query",
+  required: false,
+  description:
+    "The watch token of the message's `watchUrl`, instead of an API key (for browsers). It reads this message's stream and long-poll only, for 15 minutes. Cross-origin requests are answered for the origins in CORS_ORIGINS.",
+  schema: { type: "string" },
+};
 const WEBHOOK_SECRET = [{ webhookSecretHeader: [] }, { webhookBearer: [] }, { webhookSecretQuery: [] }];
 
-function getMessage(summary: string): Json {
+/** `GET` of one message; on `/v1` its long-poll also takes a watch token. */
+function getMessage(summary: string, watchable: boolean): Json {
   return {
     summary,
     tags: ["messages"],
-    security: API_KEY,
+    ...(watchable
+      ? {
+          description:
+            "With a `watch` token (from `watchUrl`) only the long-poll is allowed (`waitFor` or `timeout`); the plain read needs an API key.",
+        }
+      : {}),
+    security: watchable ? API_KEY_OR_WATCH_TOKEN : API_KEY,
     parameters: [
       uuidParameter,
       ...queryParameters(longPollQuerySchema, {
         waitFor: "Long-poll: answer as soon as the status reaches or passes this one (or is final). Any letter case.",
         timeout: "Long-poll: seconds to wait (1..60, default 30) before answering with the current state.",
       }),
+      ...(watchable ? [watchParameter] : []),
     ],
     responses: {
       200: { description: "The message with its events, oldest first.", content: json("Message") },
       // 429 too_many_watchers: a long-poll over the watcher caps.
-      ...problems(400, 401, 404, 429, 503),
+      ...problems(400, watchable ? "401-watch" : 401, 404, 429, 503),
     },
   };
 }
@@ -201,25 +222,25 @@ export function buildOpenApiDocument(): Json {
           responses: { 200: { description: "One page.", content: json("MessageList") }, ...problems(400, 401, 503) },
         },
       },
-      "/v1/messages/{uuid}": { get: getMessage("Read one message") },
+      "/v1/messages/{uuid}": { get: getMessage("Read one message", true) },
       "/v1/messages/{uuid}/stream": {
         get: {
           summary: "Live status as Server-Sent Events",
           description:
-            "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`.",
+            "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`. A browser opens it with the `watchUrl` (a `watch` token instead of an API key).",
           tags: ["messages"],
-          security: API_KEY,
-          parameters: [uuidParameter],
+          security: API_KEY_OR_WATCH_TOKEN,
+          parameters: [uuidParameter, watchParameter],
           responses: {
             200: {
               description: "`data:` lines, each a JSON Message.",
               content: { "text/event-stream": { schema: { type: "string" }, "x-item-schema": ref("Message") } },
             },
-            ...problems(400, 401, 404, 429, 503),
+            ...problems(400, "401-watch", 404, 429, 503),
           },
         },
       },
-      "/messages/{uuid}": { get: getMessage("Read one message (same as /v1/messages/{uuid})") },
+      "/messages/{uuid}": { get: getMessage("Read one message (same as /v1/messages/{uuid})", false) },
       "/webhooks/betatel": {
         post: {
           summary: "Betatel status updates",
@@ -279,6 +300,12 @@ export function buildOpenApiDocument(): Json {
         webhookBearer: { type: "http", scheme: "bearer", description: "WEBHOOK_SECRET." },
         webhookSecretQuery: { type: "apiKey", in: "query", name: "token", description: "WEBHOOK_SECRET." },
         metricsToken: { type: "http", scheme: "bearer", description: "METRICS_TOKEN, when set." },
+        watchToken: {
+          type: "apiKey",
+          in: "query",
+          name: "watch",
+          description: "The token of a message's `watchUrl`: reads that message's stream and long-poll for 15 minutes.",
+        },
       },
     },
   };
