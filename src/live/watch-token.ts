@@ -89,7 +89,7 @@ export function apiKeyOrWatchToken(
       return next(refused("watch_token_invalid", "This watch token is not valid for this message."));
     }
     res.locals.watchToken = true;
-    // Watchers with a token count against the live caps per message: one page cannot hold more than a key can.
+    // For the per-key watcher cap, all tokens of one message count as one caller (a leaked link holds that many).
     res.locals.apiKeyId = `watch:${req.params.uuid}`;
     res.locals.apiKey = "";
     next();
