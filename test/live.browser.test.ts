@@ -192,7 +192,9 @@ describe("live status in a browser, from another origin, with the watchUrl", () 
     running.kill("SIGTERM");
     expect(await running.exited).toBe(0);
     service = undefined;
-    expect(await statuses("second")).toEqual(["PENDING", "SENT"]);
+    // Normally ["PENDING", "SENT"]; on a very slow machine DELIVERED may have slipped in before the stop.
+    const beforeRestart = await statuses("second");
+    expect(["PENDING", "SENT", "DELIVERED"].slice(0, beforeRestart.length)).toEqual(beforeRestart);
     await waitForPage("second", "seen.errors >= 1");
 
     // Started again on the same port and database; the page was not touched.
@@ -205,6 +207,8 @@ describe("live status in a browser, from another origin, with the watchUrl", () 
     await waitForPage("second", "seen.events.length >= 4");
 
     expect(await statuses("second")).toEqual(["PENDING", "SENT", "DELIVERED", "READ"]);
+    // At least READ came from the restarted service, over the reconnected EventSource.
+    expect(beforeRestart.length).toBeLessThan(4);
     const secondIds = (await seen("second")).events.map((event) => event.id);
     expect(new Set(secondIds).size).toBe(4);
     expect(secondIds).toEqual([...secondIds].sort((a, b) => a - b));
