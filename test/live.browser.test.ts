@@ -60,12 +60,23 @@ let dataDir: string | undefined;
 let port: number;
 let service: SpawnedServer | undefined;
 
+/**
+ * A free port below the kernel's ephemeral range (32768 and up), so that between the stop and the restart no
+ * other test's listener or outgoing connection is handed the same number.
+ */
 async function freePort(): Promise<number> {
-  const probe = createTcpServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
+  for (;;) {
+    const candidate = 20_000 + Math.floor(Math.random() * 12_000);
+    const probe = createTcpServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once("error", () => resolve(false));
+      probe.listen(candidate, () => resolve(true));
+    });
+    if (free) {
+      await new Promise((resolve) => probe.close(resolve));
+      return candidate;
+    }
+  }
 }
 
 /** The service as an operator starts it: sandbox mode (no Betatel credentials), this test's own database. */
