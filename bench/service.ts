@@ -62,6 +62,7 @@ export async function startService(options: {
         BETATEL_API_KEY: "bench",
         BETATEL_ACCOUNT_ID: "bench",
         WEBHOOK_SECRET,
+        WATCH_SECRET: "bench-watch-secret-0123456789abcdef0123",
         API_KEYS: API_KEY,
         RECONCILE_INTERVAL_MS: "0",
         ...options.env,

@@ -5,6 +5,7 @@ import { callbacksRouter } from "./callbacks/routes.ts";
 import type { Config } from "./config.ts";
 import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
+import { browserOrigins } from "./http/cors.ts";
 import { requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
 import { securityHeaders } from "./http/security.ts";
@@ -15,7 +16,8 @@ import { createLiveHub, type LiveHub } from "./live/hub.ts";
 import { registerLiveMetrics } from "./live/metrics.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
 import { changedUuids } from "./live/publish.ts";
-import { liveRouter, longPoll } from "./live/routes.ts";
+import { longPoll, streamMessage } from "./live/routes.ts";
+import { apiKeyOrWatchToken, createWatchAccess } from "./live/watch-token.ts";
 import type { InFlightSends } from "./messages/in-flight.ts";
 import { listMessagesRoute } from "./messages/list.ts";
 import { findMessage } from "./messages/repository.ts";
@@ -63,7 +65,8 @@ export function createApp(deps: AppDeps): express.Express {
       limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
     });
   registerLiveMetrics(metrics.registry, hub);
-  const live = { hub, heartbeatMs: deps.heartbeatMs };
+  const watch = createWatchAccess({ secret: config.WATCH_SECRET, publicUrl: config.PUBLIC_URL });
+  const live = { hub, heartbeatMs: deps.heartbeatMs, watchUrl: watch.watchUrl };
   const app = express();
   app.disable("x-powered-by");
   app.use(metrics.httpMiddleware);
@@ -103,10 +106,24 @@ export function createApp(deps: AppDeps): express.Express {
     betatelTimeoutMs: config.BETATEL_TIMEOUT_MS,
     inFlight: deps.inFlightSends,
     guard,
+    watchUrl: watch.watchUrl,
   };
   const messages = messagesRouter(sendDeps);
+  const apiKey = requireApiKey(keys);
+  const browsers = browserOrigins(config.CORS_ORIGINS);
   const v1 = Router();
-  v1.use(requireApiKey(keys));
+  // A browser page reads one message's live status with the watch token of its watchUrl, cross-origin from
+  // CORS_ORIGINS. These two routes (and their preflights) come before the API key guard; nothing else does.
+  v1.options(["/messages/:uuid", "/messages/:uuid/stream"], browsers);
+  v1.get("/messages/:uuid/stream", browsers, apiKeyOrWatchToken(watch, "stream", apiKey), streamMessage(live));
+  v1.get(
+    "/messages/:uuid",
+    browsers,
+    apiKeyOrWatchToken(watch, "long-poll", apiKey),
+    longPoll(live),
+    getMessage(db, watch.watchUrl),
+  );
+  v1.use(apiKey);
   v1.post("/messages", (_req, res, next) => {
     res.on("finish", () => metrics.sends.inc({ team: metrics.teamLabel(res.locals.team), status: res.statusCode }));
     next();
@@ -117,10 +134,7 @@ export function createApp(deps: AppDeps): express.Express {
     logger.warn({ reason: "key", team }, "send refused by a limit");
   });
   v1.post("/messages", keyRateLimit);
-  // The list; the live routes; the messages router serves POST / and GET /:uuid.
   v1.get("/messages", listMessagesRoute(db));
-  v1.use("/messages", liveRouter(live));
-  v1.get("/messages/:uuid", longPoll(live));
   v1.use("/messages", messages);
   v1.use("/callbacks", callbacksRouter(db.pool));
   v1.post("/verifications", keyRateLimit);
@@ -139,8 +153,8 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
   app.use("/v1", v1);
-  // The path the service's users named; same handlers and same key as /v1.
-  app.get("/messages/:uuid", requireApiKey(keys), longPoll(live), getMessage(db));
+  // The path the service's users named; same handlers and same key as /v1 (no watch token, no CORS).
+  app.get("/messages/:uuid", apiKey, longPoll(live), getMessage(db, watch.watchUrl));
 
   app.use(methodNotAllowedHandler());
   app.use(notFoundHandler);

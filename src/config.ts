@@ -9,6 +9,31 @@ const optionalSecret = z
   .optional()
   .transform((value) => (value ? value : undefined));
 
+/** Signs the watch tokens of `watchUrl` outside production when WATCH_SECRET is unset (zero-config runs). */
+export const DEVELOPMENT_WATCH_SECRET = "development-only-watch-secret-never-use-in-production";
+
+/** `CORS_ORIGINS`: comma-separated `scheme://host[:port]` origins, exactly as a browser sends `Origin`. */
+const corsOrigins = z
+  .string()
+  .optional()
+  .transform((value, ctx) => {
+    const origins: string[] = [];
+    for (const entry of (value ?? "").split(",").map((origin) => origin.trim().replace(/\/$/, ""))) {
+      if (!entry) continue;
+      let origin: string | undefined;
+      try {
+        const url = new URL(entry);
+        if (/^https?:$/.test(url.protocol)) origin = url.origin;
+      } catch {}
+      if (origin !== entry) {
+        ctx.addIssue({ code: "custom", message: `"${entry}" is not an origin like https://app.example.com` });
+        return z.NEVER;
+      }
+      origins.push(origin);
+    }
+    return origins;
+  });
+
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 
 const envSchema = z.object({
@@ -38,6 +63,12 @@ const envSchema = z.object({
     (value) => value === undefined || value.startsWith("whsec_"),
     "must be a Standard Webhooks key starting with whsec_",
   ),
+  /** Key of the watch tokens in `watchUrl` (HMAC); at least 32 characters. Required in production. */
+  WATCH_SECRET: optionalSecret.refine(
+    (value) => value === undefined || value.length >= 32,
+    "must be at least 32 characters",
+  ),
+  CORS_ORIGINS: corsOrigins,
   // `team:key` pairs or bare keys (team `default`); more keys live in the api_keys table (`npm run keys`).
   API_KEYS: z.string().optional().transform(parseApiKeys),
   /** POST /v1/messages per API key per minute, counted over all instances (in Postgres); 0 turns it off. */
@@ -97,8 +128,14 @@ const envSchema = z.object({
 export type Config = Readonly<
   Omit<
     z.infer<typeof envSchema>,
-    "BETATEL_API_KEY" | "BETATEL_ACCOUNT_ID" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE" | "VERIFY_SECRET"
+    | "BETATEL_API_KEY"
+    | "BETATEL_ACCOUNT_ID"
+    | "CALLBACKS_SECRET"
+    | "CALLBACKS_ALLOW_PRIVATE"
+    | "VERIFY_SECRET"
+    | "WATCH_SECRET"
   > & {
+    WATCH_SECRET: string;
     betatel: { apiKey: string; accountId: string } | undefined;
     /** Undefined in production when unset: callbacks are off (no endpoint can be added, none is delivered). */
     CALLBACKS_SECRET: string | undefined;
@@ -140,6 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       rest.API_KEYS.length === 0 && "API_KEYS",
       !rest.WEBHOOK_SECRET && "WEBHOOK_SECRET",
       !rest.VERIFY_SECRET && "VERIFY_SECRET",
+      !rest.WATCH_SECRET && "WATCH_SECRET",
     ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);
@@ -158,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     betatel,
     CALLBACKS_SECRET: rest.CALLBACKS_SECRET ?? (production ? undefined : DEVELOPMENT_CALLBACKS_SECRET),
     VERIFY_SECRET: rest.VERIFY_SECRET ?? DEVELOPMENT_VERIFY_SECRET,
+    WATCH_SECRET: rest.WATCH_SECRET ?? DEVELOPMENT_WATCH_SECRET,
     // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.
     CALLBACKS_ALLOW_PRIVATE: (rest.CALLBACKS_ALLOW_PRIVATE ?? (production ? "false" : "true")) === "true",
   });

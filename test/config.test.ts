@@ -1,16 +1,18 @@
 import { spawn } from "node:child_process";
 import { describe, expect, inject, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { ConfigError, DEVELOPMENT_WATCH_SECRET, loadConfig } from "../src/config.ts";
 import { spawnServer } from "./support/spawn-server.ts";
 import { embedded } from "./support/test-database.ts";
 
 const CREDENTIALS = { BETATEL_API_KEY: "key", BETATEL_ACCOUNT_ID: "account" };
+const WATCH_SECRET = "a-watch-secret-of-at-least-32-characters";
 const PRODUCTION = {
   NODE_ENV: "production",
   ...CREDENTIALS,
   API_KEYS: "k1",
   WEBHOOK_SECRET: "s",
   VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
+  WATCH_SECRET,
 };
 
 /** The one-line message loadConfig throws for `env`. */
@@ -144,6 +146,12 @@ describe("loadConfig", () => {
     { env: { ...PRODUCTION, API_KEYS: "" }, variable: "API_KEYS" },
     { env: { ...PRODUCTION, API_KEYS: " , " }, variable: "API_KEYS" },
     { env: { ...PRODUCTION, WEBHOOK_SECRET: "" }, variable: "WEBHOOK_SECRET" },
+    { env: { ...PRODUCTION, WATCH_SECRET: "" }, variable: "WATCH_SECRET" },
+    { env: { WATCH_SECRET: "too-short-for-an-hmac-key" }, variable: "WATCH_SECRET" },
+    { env: { CORS_ORIGINS: "https://app.example.com/wait" }, variable: "CORS_ORIGINS" },
+    { env: { CORS_ORIGINS: "*" }, variable: "CORS_ORIGINS" },
+    { env: { CORS_ORIGINS: "app.example.com" }, variable: "CORS_ORIGINS" },
+    { env: { CORS_ORIGINS: "ftp://app.example.com" }, variable: "CORS_ORIGINS" },
     { env: { ...PRODUCTION, BETATEL_API_KEY: "", BETATEL_ACCOUNT_ID: "" }, variable: "BETATEL_API_KEY" },
   ];
 
@@ -153,6 +161,22 @@ describe("loadConfig", () => {
     expect(message).toMatch(/^Invalid configuration: /);
     expect(message).toContain(variable);
     expect(message).not.toContain("\n");
+  });
+
+  it("when WATCH_SECRET is unset outside production, then a fixed development key signs watch tokens", () => {
+    expect(loadConfig({}).WATCH_SECRET).toBe(DEVELOPMENT_WATCH_SECRET);
+    expect(loadConfig({ WATCH_SECRET }).WATCH_SECRET).toBe(WATCH_SECRET);
+  });
+
+  it("when CORS_ORIGINS lists origins, then they are kept as a browser sends them (no trailing slash)", () => {
+    expect(loadConfig({}).CORS_ORIGINS).toEqual([]);
+    expect(loadConfig({ CORS_ORIGINS: " https://app.example.com/, http://localhost:5173 ,," }).CORS_ORIGINS).toEqual([
+      "https://app.example.com",
+      "http://localhost:5173",
+    ]);
+    expect(configError({ CORS_ORIGINS: "https://app.example.com,https://x.example/path" })).toBe(
+      'Invalid configuration: CORS_ORIGINS: "https://x.example/path" is not an origin like https://app.example.com',
+    );
   });
 
   it("when the shutdown grace covers the longest send, then a long Betatel timeout is accepted", () => {
@@ -177,6 +201,7 @@ describe("loadConfig", () => {
 
   it("when a secret is wrong, then the message does not repeat its value", () => {
     expect(configError({ WEBHOOK_SIGNING_SECRET: "hunter2-signing" })).not.toContain("hunter2");
+    expect(configError({ WATCH_SECRET: "hunter2-watch" })).not.toContain("hunter2");
   });
 });
 

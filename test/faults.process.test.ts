@@ -19,6 +19,7 @@ const env = (databaseUrl: string) => ({
   DATABASE_URL: databaseUrl,
   API_KEYS: API_KEY,
   WEBHOOK_SECRET: "process-fault-webhook-secret",
+  WATCH_SECRET: "process-fault-watch-secret-0123456789abcdef",
   BETATEL_BASE_URL: fake.url,
   BETATEL_API_KEY: TEST_BETATEL.apiKey,
   BETATEL_ACCOUNT_ID: TEST_BETATEL.accountId,

@@ -32,6 +32,7 @@ const env = (extra: Record<string, string> = {}) => ({
   DATABASE_URL: inject("databaseUrl"),
   API_KEYS: KEYS.join(","),
   WEBHOOK_SECRET: SECRET,
+  WATCH_SECRET: "live-process-watch-secret-0123456789abcdef",
   BETATEL_BASE_URL: fake.url,
   BETATEL_API_KEY: "live-process-betatel-key",
   BETATEL_ACCOUNT_ID: "live-process-account",

@@ -78,7 +78,9 @@ describe("GET /v1/messages/:uuid/stream", () => {
     try {
       expect(stream.status).toBe(200);
       expect(stream.contentType).toMatch(/^text\/event-stream/);
-      const asGetReturnsIt = (await request(app).get(`/v1/messages/${uuid}`)).body;
+      // As GET returns it, less the watchUrl (only answers to an API key carry one).
+      const { watchUrl, ...asGetReturnsIt } = (await request(app).get(`/v1/messages/${uuid}`)).body;
+      expect(watchUrl).toMatch(/\/stream\?watch=/);
       expect(await stream.event(0)).toEqual(asGetReturnsIt);
 
       await postStatusElsewhere(uuid, "delivered");

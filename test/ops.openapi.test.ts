@@ -117,6 +117,25 @@ describe("GET /openapi.json", () => {
     );
   });
 
+  it("documents the watch token as an alternative to the API key on the stream and the long-poll only", () => {
+    const withToken = Object.entries(doc.paths).flatMap(([path, operations]) =>
+      Object.entries(operations)
+        .filter(([, operation]) =>
+          ((operation as { security?: Array<Record<string, unknown>> }).security ?? []).some((s) => "watchToken" in s),
+        )
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    );
+    expect(withToken.sort()).toEqual(["GET /v1/messages/{uuid}", "GET /v1/messages/{uuid}/stream"]);
+    for (const path of ["/v1/messages/{uuid}", "/v1/messages/{uuid}/stream"]) {
+      expect(doc.paths[path]?.get?.parameters?.map((parameter) => parameter.name)).toContain("watch");
+      expect(doc.paths[path]?.get?.responses).toHaveProperty("401");
+    }
+    expect(doc.components).toMatchObject({
+      securitySchemes: { watchToken: { type: "apiKey", in: "query", name: "watch" } },
+      schemas: { CreatedMessage: { required: expect.arrayContaining(["watchUrl"]) } },
+    });
+  });
+
   it("when a documented operation is called without credentials, then 401 is a documented answer", async () => {
     for (const [path, method] of [
       ["/v1/messages", "get"],

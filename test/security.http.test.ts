@@ -119,6 +119,7 @@ describe("start-up in production", () => {
     DATABASE_URL: "postgresql://postgres@127.0.0.1:1/never-reached",
     API_KEYS: "k1",
     WEBHOOK_SECRET: "s1",
+    WATCH_SECRET: "w1-watch-secret-of-thirty-two-characters",
     BETATEL_API_KEY: "b1",
     BETATEL_ACCOUNT_ID: "a1",
   };
@@ -126,6 +127,7 @@ describe("start-up in production", () => {
     [["API_KEYS"], "API_KEYS: required when NODE_ENV=production"],
     [["WEBHOOK_SECRET"], "WEBHOOK_SECRET: required when NODE_ENV=production"],
     [["VERIFY_SECRET"], "VERIFY_SECRET: required when NODE_ENV=production"],
+    [["WATCH_SECRET"], "WATCH_SECRET: required when NODE_ENV=production"],
     [
       ["BETATEL_API_KEY", "BETATEL_ACCOUNT_ID"],
       "BETATEL_API_KEY, BETATEL_ACCOUNT_ID: required when NODE_ENV=production",
@@ -141,7 +143,8 @@ describe("start-up in production", () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toBe(`Invalid configuration: ${named}`);
     // The values of the secrets that were set are not echoed.
-    for (const secret of ["k1", "s1", "b1", "a1"]) expect(lines[0]).not.toMatch(new RegExp(`\\b${secret}\\b`));
+    for (const secret of ["k1", "s1", "w1-watch-secret-of-thirty-two-characters", "b1", "a1"])
+      expect(lines[0]).not.toMatch(new RegExp(`\\b${secret}\\b`));
   });
 });
 

@@ -12,6 +12,7 @@ import { aPhoneNumber, aUuid, startTestApp, TEST_BETATEL, type TestApp } from ".
 const API_KEY = `apikey-${randomBytes(12).toString("hex")}`;
 const WRONG_KEY = `wrongkey-${randomBytes(12).toString("hex")}`;
 const WEBHOOK_SECRET = `whsecret-${randomBytes(12).toString("hex")}`;
+const WATCH_SECRET = `watchsecret-${randomBytes(16).toString("hex")}`;
 const SIGNING_KEY = randomBytes(24).toString("base64");
 const SIGNING_SECRET = `whsec_${SIGNING_KEY}`;
 const OTP_CODE = String(100_000 + Math.floor(Math.random() * 899_999));
@@ -20,12 +21,13 @@ const OTP_TEXT = `Your verification code is ${OTP_CODE}`;
 const env = {
   API_KEYS: `${API_KEY},other-${randomBytes(6).toString("hex")}`,
   WEBHOOK_SECRET,
+  WATCH_SECRET,
   WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
   LOG_LEVEL: "trace",
   RATE_LIMIT_PER_MINUTE: "0",
 };
 
-const SECRETS = { API_KEY, WRONG_KEY, WEBHOOK_SECRET, SIGNING_KEY, OTP_TEXT, OTP_CODE, ...TEST_BETATEL };
+const SECRETS = { API_KEY, WRONG_KEY, WEBHOOK_SECRET, WATCH_SECRET, SIGNING_KEY, OTP_TEXT, OTP_CODE, ...TEST_BETATEL };
 const LEAK =
   /\bat [\w.<>]+ \(|node_modules|\.ts:\d+|\b(SELECT|INSERT|UPDATE|DELETE) .*\b(FROM|INTO|SET)\b|prisma|sqlstate/i;
 
@@ -79,6 +81,10 @@ async function fullFlow(target: Express | string, betatel: FakeBetatel) {
 
   const read = keep(await request(target).get(`/v1/messages/${uuid}`).set("x-api-key", API_KEY));
   expect(read.body.status).toBe("READ");
+  // A browser's read with the watch token of watchUrl: the token is a credential too, never logged.
+  const watchToken = new URL(read.body.watchUrl, "http://x").searchParams.get("watch") ?? "";
+  expect(watchToken).not.toBe("");
+  expect(keep(await request(target).get(`/v1/messages/${uuid}?waitFor=READ&watch=${watchToken}`)).status).toBe(200);
 
   // The usual failures: wrong key, wrong webhook token, bad phone, Betatel refusing (and echoing the number and text).
   expect(keep(await request(target).get(`/v1/messages/${uuid}`).set("x-api-key", WRONG_KEY)).status).toBe(401);
@@ -103,11 +109,11 @@ async function fullFlow(target: Express | string, betatel: FakeBetatel) {
     keep(await request(target).post("/v1/messages").set("x-api-key", API_KEY).send({ to: otherPhone, text: OTP_TEXT }))
       .status,
   ).toBe(502);
-  return { phones: [phone, otherPhone], bodies };
+  return { phones: [phone, otherPhone], bodies, watchToken };
 }
 
-function expectNoLeaks(output: string, phones: string[]) {
-  for (const [name, secret] of Object.entries(SECRETS)) {
+function expectNoLeaks(output: string, phones: string[], watchToken: string) {
+  for (const [name, secret] of Object.entries({ ...SECRETS, watchToken })) {
     expect(output.includes(secret), `${name} appears in the logs`).toBe(false);
   }
   for (const phone of phones) {
@@ -126,13 +132,14 @@ describe("logs of a full send + webhook flow", () => {
   afterAll(() => t.close());
 
   it("when run in-process at LOG_LEVEL=trace, then no secret, OTP text or unmasked phone is logged, and no body leaks internals", async () => {
-    const { phones, bodies } = await fullFlow(t.app, t.betatel);
+    const { phones, bodies, watchToken } = await fullFlow(t.app, t.betatel);
     expect(t.logs.lines.length).toBeGreaterThan(5);
-    expectNoLeaks(t.logs.text, phones);
+    expectNoLeaks(t.logs.text, phones, watchToken);
     for (const body of bodies) {
       expect(body).not.toMatch(LEAK);
       expect(body).not.toContain(OTP_TEXT);
       expect(body).not.toContain(WEBHOOK_SECRET);
+      expect(body).not.toContain(WATCH_SECRET);
       expect(body).not.toContain(API_KEY);
     }
     // And nothing secret was written to the database: the OTP text is not stored, only its length.
@@ -167,10 +174,10 @@ describe("logs of a spawned production process", () => {
       RECONCILE_INTERVAL_MS: "0",
     });
     try {
-      const { phones } = await fullFlow(server.url, fake);
+      const { phones, watchToken } = await fullFlow(server.url, fake);
       server.kill("SIGTERM");
       expect(await server.exited).toBe(0);
-      expectNoLeaks(server.output(), phones);
+      expectNoLeaks(server.output(), phones, watchToken);
     } finally {
       server.kill("SIGKILL");
     }

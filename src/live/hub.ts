@@ -13,8 +13,8 @@ export interface LiveLimits {
 export interface LiveHubOptions {
   notifier: MessageNotifier;
   /** Reads one message for the watchers (on its own small pool, never the write path's). */
-  /** Reads a message of one team (another team's message reads as absent). */
-  read: (uuid: string, team: string) => Promise<MessageView | undefined>;
+  /** Reads a message of one team (another team's message reads as absent); null: whichever team's. */
+  read: (uuid: string, team: string | null) => Promise<MessageView | undefined>;
   limits: LiveLimits;
   /**
    * Reads run at most this many at a time (the read pool's size): a burst of re-reads waits its turn here rather
@@ -49,7 +49,7 @@ export interface LiveHub {
    * Watches `uuid` for the caller `key`. Throws 429 `too_many_watchers` over a cap, 503 `shutting_down` once the
    * process is stopping, 404 for an unknown uuid, 503 `storage_unavailable` when it cannot be read.
    */
-  watch(uuid: string, team: string, key: string, handlers: WatchHandlers): Promise<Watch>;
+  watch(uuid: string, team: string | null, key: string, handlers: WatchHandlers): Promise<Watch>;
   /** Announces committed changes (to this process's watchers at once, and to every other instance). */
   published(uuids: Iterable<string>): void;
   watcherCount(uuid?: string): number;
@@ -69,7 +69,7 @@ interface Entry extends WatchHandlers {
  */
 interface Group {
   uuid: string;
-  team: string;
+  team: string | null;
   entries: Set<Entry>;
   reading?: Promise<MessageView | undefined>;
   /** A change was signalled during the read in flight: read once more after it. */
@@ -115,7 +115,7 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   const readConcurrency = options.readConcurrency ?? 2;
   let activeReads = 0;
   const queued: Array<() => void> = [];
-  async function readInTurn(uuid: string, team: string): Promise<MessageView | undefined> {
+  async function readInTurn(uuid: string, team: string | null): Promise<MessageView | undefined> {
     if (activeReads < readConcurrency) activeReads++;
     else await new Promise<void>((resolve) => queued.push(resolve)); // the slot is handed over, not re-counted
     try {
@@ -161,8 +161,8 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
     readGroup(group).catch(() => {});
   }
 
-  const groupKey = (uuid: string, team: string) => `${team}\n${uuid}`;
-  function groupOf(uuid: string, team: string): Group {
+  const groupKey = (uuid: string, team: string | null) => `${team ?? "*"}\n${uuid}`;
+  function groupOf(uuid: string, team: string | null): Group {
     const existing = groups.get(groupKey(uuid, team));
     if (existing) return existing;
     const group: Group = { uuid, team, entries: new Set(), again: false, unsubscribe: () => {} };

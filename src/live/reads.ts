@@ -4,7 +4,7 @@ import { findMessage } from "../messages/repository.ts";
 import type { MessageView } from "../messages/schemas.ts";
 
 export interface LiveReads {
-  read(uuid: string, team: string): Promise<MessageView | undefined>;
+  read(uuid: string, team: string | null): Promise<MessageView | undefined>;
   /** How many reads can run at once (the pool's connections). */
   concurrency: number;
   close(): Promise<void>;

@@ -1,5 +1,4 @@
 import type { RequestHandler, Response } from "express";
-import { Router } from "express";
 import { z } from "zod";
 import { parseOrThrow } from "../http/validate.ts";
 import { type MessageView, messageUuidSchema, statusSchema } from "../messages/schemas.ts";
@@ -10,6 +9,8 @@ export interface LiveDeps {
   hub: LiveHub;
   /** Comment lines that keep idle streams open through proxies. */
   heartbeatMs?: number;
+  /** A fresh `watchUrl` for long-poll answers to API key callers (not to a watch token: it would renew itself). */
+  watchUrl?: (uuid: string) => string;
 }
 
 /** What a browser's EventSource waits before it reconnects, sent as the stream's first line. */
@@ -25,6 +26,8 @@ export function changeSequence(message: MessageView): number {
 
 /** Which caller a watcher counts against: the API key (or "open" when the service has none). */
 const callerOf = (res: Response) => res.locals.apiKeyId ?? "open";
+/** Whose messages the caller may watch: its team's, or (a watch token, for one message) that message's. */
+const teamOf = (res: Response) => (res.locals.watchToken ? null : res.locals.team);
 
 export const longPollQuerySchema = z.object({
   waitFor: z
@@ -35,12 +38,10 @@ export const longPollQuerySchema = z.object({
   timeout: z.coerce.number().int().min(1).max(60).default(30),
 });
 
-/** `GET /:uuid/stream` (Server-Sent Events) and the `waitFor`/`timeout` long-poll of `GET /:uuid`. */
-export function liveRouter(deps: LiveDeps): Router {
+/** `GET .../:uuid/stream`: the message's live status as Server-Sent Events. */
+export function streamMessage(deps: LiveDeps): RequestHandler {
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
-  const router = Router();
-
-  router.get("/:uuid/stream", async (req, res) => {
+  return async (req, res) => {
     const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
     // A reconnecting EventSource sends the last id it saw: if the message is still there, nothing is repeated.
     const resumedFrom = req.get("last-event-id")?.trim();
@@ -53,7 +54,7 @@ export function liveRouter(deps: LiveDeps): Router {
       last = data;
       if (!seenBefore) res.write(`id: ${id}\ndata: ${data}\n\n`);
     };
-    const watch = await deps.hub.watch(uuid, res.locals.team, callerOf(res), {
+    const watch = await deps.hub.watch(uuid, teamOf(res), callerOf(res), {
       onMessage: send,
       onClosing: () => res.end(),
     });
@@ -73,9 +74,7 @@ export function liveRouter(deps: LiveDeps): Router {
       watch.stop();
     });
     watch.resume();
-  });
-
-  return router;
+  };
 }
 
 /**
@@ -93,7 +92,7 @@ export function longPoll(deps: LiveDeps): RequestHandler {
     );
     let timer: NodeJS.Timeout | undefined;
     let answered = false;
-    const watch = await deps.hub.watch(uuid, res.locals.team, callerOf(res), {
+    const watch = await deps.hub.watch(uuid, teamOf(res), callerOf(res), {
       onMessage(message) {
         latest = message;
         if (reached(message)) done(message);
@@ -105,12 +104,12 @@ export function longPoll(deps: LiveDeps): RequestHandler {
     const startStatus = watch.first.status;
     const reached = (message: typeof latest) =>
       query.waitFor ? hasReached(message.status, query.waitFor) : message.status !== startStatus;
-    const done = (message: unknown) => {
+    const done = (message: MessageView | undefined) => {
       if (answered) return;
       answered = true;
       clearTimeout(timer);
       watch.stop();
-      answer(res, message);
+      answer(res, message, res.locals.watchToken ? undefined : deps.watchUrl);
     };
     res.on("close", () => {
       answered = true;
@@ -129,7 +128,7 @@ export function longPoll(deps: LiveDeps): RequestHandler {
   };
 }
 
-function answer(res: Response, message: unknown) {
+function answer(res: Response, message: MessageView | undefined, watchUrl?: (uuid: string) => string) {
   if (res.writableEnded || res.destroyed) return;
-  res.json(message);
+  res.json(message && watchUrl ? { ...message, watchUrl: watchUrl(message.uuid) } : message);
 }

@@ -77,18 +77,21 @@ export const FIND_MESSAGE = `SELECT m.uuid, m."to", m.status, m.text_length AS "
     m.verification_id AS "verificationId", e.status AS "eventStatus", e.outcome,
     e.occurred_at AS "occurredAt", e.received_at AS "receivedAt", e.source
   FROM messages m LEFT JOIN message_events e ON e.uuid = m.uuid
-  WHERE m.uuid = $1 AND m.team = $2
+  WHERE m.uuid = $1 AND ($2::text IS NULL OR m.team = $2)
   ORDER BY e.occurred_at, e.id`;
 
 type MessageWithEvent = Message & { eventStatus: MessageEvent["status"] | null } & {
   [K in "outcome" | "occurredAt" | "receivedAt" | "source"]: MessageEvent[K] | null;
 };
 
-/** The message with its events, if it exists and belongs to `team` (another team's message is "not there"). */
+/**
+ * The message with its events, if it exists and belongs to `team` (another team's message is "not there").
+ * `null` reads it whatever its team: only for a watch token, which was issued for this one message.
+ */
 export async function findMessage(
   db: Pick<Database, "pool">,
   uuid: string,
-  team: string,
+  team: string | null,
 ): Promise<MessageView | undefined> {
   const { rows } = await db.pool.query<MessageWithEvent>({
     name: "find_message",

@@ -9,8 +9,13 @@ import { type SendDeps, sendMessage } from "./send.ts";
 
 export const MESSAGE_BODY_LIMIT = "64kb";
 
-/** `POST /v1/messages` and `GET /v1/messages/:uuid`. */
-export function messagesRouter(deps: SendDeps): Router {
+export interface MessagesRouterDeps extends SendDeps {
+  /** The message's `watchUrl` (a stream URL a browser may open without an API key). */
+  watchUrl: (uuid: string) => string;
+}
+
+/** `POST /v1/messages`. */
+export function messagesRouter(deps: MessagesRouterDeps): Router {
   const router = Router();
 
   router.post("/", requireJsonBody, express.json({ limit: MESSAGE_BODY_LIMIT, strict: true }), async (req, res) => {
@@ -30,26 +35,22 @@ export function messagesRouter(deps: SendDeps): Router {
       return;
     }
     const { uuid } = answer.body as { uuid: string };
+    // Not part of the stored answer: a replay gets a fresh token too.
     res
       .status(answer.status)
       .location(`/v1/messages/${encodeURIComponent(uuid)}`)
-      .json(answer.body);
+      .json({ ...(answer.body as object), watchUrl: deps.watchUrl(uuid) });
   });
-
-  router.get("/:uuid", getMessage(deps.db));
 
   return router;
 }
 
-/**
- * `GET .../:uuid`: one message with its events. A handler of its own (not the router) so that it can also be
- * mounted at `/messages/:uuid`, where a router's `/:uuid` route would not match the longer path.
- */
-export function getMessage(db: Database): RequestHandler<{ uuid: string }> {
+/** `GET .../:uuid`: one message with its events (mounted at `/v1/messages/:uuid` and `/messages/:uuid`). */
+export function getMessage(db: Database, watchUrl: (uuid: string) => string): RequestHandler<{ uuid: string }> {
   return async (req, res) => {
     const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
     const message = await withStorage(() => findMessage(db, uuid, res.locals.team));
     if (!message) throw notFound(`No message with uuid ${uuid}.`, "message_not_found");
-    res.json(message);
+    res.json({ ...message, watchUrl: watchUrl(uuid) });
   };
 }

@@ -77,8 +77,20 @@ export const messageUuidSchema = z
 const timestamp = z.iso.datetime({ offset: true });
 const nullableTimestamp = timestamp.nullable();
 
+const watchUrlSchema = z.string().meta({
+  description:
+    "The message's event stream with a `watch` token that reads this one message only (stream and long-poll) for 15 minutes, so a browser page can follow it without an API key. Relative to the service unless PUBLIC_URL is set.",
+  example: "/v1/messages/01JV5V54KPYK9GB29265EQRZ2P/stream?watch=1a2b3c4d.Q2hhbmdlTWVQbGVhc2VYWVo0",
+});
+
 export const createdMessageSchema = z
-  .object({ uuid: z.string(), to: z.string(), status: z.literal("PENDING"), createdAt: timestamp })
+  .object({
+    uuid: z.string(),
+    to: z.string(),
+    status: z.literal("PENDING"),
+    createdAt: timestamp,
+    watchUrl: watchUrlSchema,
+  })
   .meta({ id: "CreatedMessage" });
 
 export const eventSchema = z
@@ -110,7 +122,15 @@ export const messageSummarySchema = z
   })
   .meta({ id: "MessageSummary" });
 
-export const messageSchema = messageSummarySchema.extend({ events: z.array(eventSchema) }).meta({ id: "Message" });
+export const messageSchema = messageSummarySchema
+  .extend({
+    events: z.array(eventSchema),
+    watchUrl: watchUrlSchema.optional().meta({
+      description:
+        "On answers to an API key (GET and its long-poll): a fresh watchUrl. Absent from stream events and from answers to a watch token.",
+    }),
+  })
+  .meta({ id: "Message" });
 
 export type MessageSummary = z.output<typeof messageSummarySchema>;
 export type MessageView = z.output<typeof messageSchema>;

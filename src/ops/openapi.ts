@@ -73,6 +73,10 @@ const PROBLEMS = {
   404: problem(
     "`message_not_found` (no such message, or one of another team: the two answer alike), `delivery_not_found` or `verification_not_found`",
   ),
+  // The two routes a browser may read with the watch token of `watchUrl`.
+  "401-watch": problem(
+    "`unauthorized`: missing or wrong API key; `watch_token_invalid`: the watch token is malformed, tampered with or for another message; `watch_token_expired`: get a fresh watchUrl",
+  ),
   409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
   413: problem("`payload_too_large`"),
   415: problem("`unsupported_media_type`: send application/json"),
@@ -101,7 +105,7 @@ const TOO_MANY_WATCHERS = problem(
   "`too_many_watchers` (with `Retry-After`): this instance or this API key has its most streams and long-polls open",
 );
 const problems = (...statuses: Array<keyof typeof PROBLEMS>) =>
-  Object.fromEntries(statuses.map((status) => [String(status), PROBLEMS[status]]));
+  Object.fromEntries(statuses.map((status) => [String(status).replace(/-.*/, ""), PROBLEMS[status]]));
 
 /** Components from the zod schemas themselves (`.meta({id})`), as JSON Schema 2020-12 (OpenAPI 3.1's dialect). */
 function componentSchemas(): Record<string, Json> {
@@ -180,25 +184,42 @@ const idempotencyKeyParameter = {
 const verificationIdParameter = { name: "id", in: "path", required: true, schema: inline(verificationIdSchema) };
 
 const API_KEY = [{ bearerApiKey: [] }, { headerApiKey: [] }];
+const API_KEY_OR_WATCH_TOKEN = [...API_KEY, { watchToken: [] }];
+const watchParameter = {
+  name: "watch",
+  in: "query",
+  required: false,
+  description:
+    "The watch token of the message's `watchUrl`, instead of an API key (for browsers). It reads this message's stream and long-poll only, for 15 minutes. Cross-origin requests are answered for the origins in CORS_ORIGINS.",
+  schema: { type: "string" },
+};
 const WEBHOOK_SECRET = [{ webhookSecretHeader: [] }, { webhookBearer: [] }, { webhookSecretQuery: [] }];
 
-function getMessage(operationId: string, summary: string): Json {
+/** `GET` of one message; on `/v1` its long-poll also takes a watch token. */
+function getMessage(operationId: string, summary: string, watchable: boolean): Json {
   return {
     operationId,
     summary,
     tags: ["messages"],
-    security: API_KEY,
+    ...(watchable
+      ? {
+          description:
+            "With a `watch` token (from `watchUrl`) only the long-poll is allowed (`waitFor` or `timeout`); the plain read needs an API key.",
+        }
+      : {}),
+    security: watchable ? API_KEY_OR_WATCH_TOKEN : API_KEY,
     parameters: [
       uuidParameter,
       ...queryParameters(longPollQuerySchema, {
         waitFor: "Long-poll: answer as soon as the status reaches or passes this one (or is final). Any letter case.",
         timeout: "Long-poll: seconds to wait (1..60, default 30) before answering with the current state.",
       }),
+      ...(watchable ? [watchParameter] : []),
     ],
     responses: {
       200: { description: "The message with its events, oldest first.", content: json("Message") },
       429: TOO_MANY_WATCHERS,
-      ...problems(400, 401, 404, 503),
+      ...problems(400, watchable ? "401-watch" : 401, 404, 503),
     },
   };
 }
@@ -286,28 +307,28 @@ export function buildOpenApiDocument(): Json {
           responses: { 200: { description: "One page.", content: json("MessageList") }, ...problems(400, 401, 503) },
         },
       },
-      "/v1/messages/{uuid}": { get: getMessage("getMessage", "Read one message") },
+      "/v1/messages/{uuid}": { get: getMessage("getMessage", "Read one message", true) },
       "/v1/messages/{uuid}/stream": {
         get: {
           operationId: "streamMessage",
           summary: "Live status as Server-Sent Events",
           description:
-            "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`.",
+            "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`. A browser opens it with the `watchUrl` (a `watch` token instead of an API key).",
           tags: ["messages"],
-          security: API_KEY,
-          parameters: [uuidParameter],
+          security: API_KEY_OR_WATCH_TOKEN,
+          parameters: [uuidParameter, watchParameter],
           responses: {
             200: {
               description: "`data:` lines, each a JSON Message.",
               content: { "text/event-stream": { schema: { type: "string" }, "x-item-schema": ref("Message") } },
             },
             429: TOO_MANY_WATCHERS,
-            ...problems(400, 401, 404, 503),
+            ...problems(400, "401-watch", 404, 503),
           },
         },
       },
       "/messages/{uuid}": {
-        get: getMessage("getMessageByShortPath", "Read one message (same as /v1/messages/{uuid})"),
+        get: getMessage("getMessageByShortPath", "Read one message (same as /v1/messages/{uuid})", false),
       },
       "/v1/verifications": {
         post: {
@@ -519,6 +540,12 @@ export function buildOpenApiDocument(): Json {
         webhookBearer: { type: "http", scheme: "bearer", description: "WEBHOOK_SECRET." },
         webhookSecretQuery: { type: "apiKey", in: "query", name: "token", description: "WEBHOOK_SECRET." },
         metricsToken: { type: "http", scheme: "bearer", description: "METRICS_TOKEN, when set." },
+        watchToken: {
+          type: "apiKey",
+          in: "query",
+          name: "watch",
+          description: "The token of a message's `watchUrl`: reads that message's stream and long-poll for 15 minutes.",
+        },
       },
     },
   };
