@@ -94,6 +94,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       !accountId && "BETATEL_ACCOUNT_ID",
       rest.API_KEYS.length === 0 && "API_KEYS",
       !rest.WEBHOOK_SECRET && "WEBHOOK_SECRET",
+      // Never the embedded database in production: its data would sit in the container's DATA_DIR.
+      !rest.DATABASE_URL && "DATABASE_URL",
     ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);

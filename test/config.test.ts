@@ -3,7 +3,13 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.ts";
 
 const CREDENTIALS = { BETATEL_API_KEY: "key", BETATEL_ACCOUNT_ID: "account" };
-const PRODUCTION = { NODE_ENV: "production", ...CREDENTIALS, API_KEYS: "k1", WEBHOOK_SECRET: "s" };
+const PRODUCTION = {
+  NODE_ENV: "production",
+  ...CREDENTIALS,
+  API_KEYS: "k1",
+  WEBHOOK_SECRET: "s",
+  DATABASE_URL: "postgresql://db.internal/otp",
+};
 
 /** The one-line message loadConfig throws for `env`. */
 function configError(env: Record<string, string>): string {
@@ -57,6 +63,11 @@ describe("loadConfig", () => {
 
   it("when production has everything it needs, then it loads", () => {
     expect(loadConfig(PRODUCTION).sandbox).toBe(false);
+  });
+
+  it("when production has no DATABASE_URL, then it refuses rather than use the embedded database", () => {
+    const { DATABASE_URL: _, ...withoutDatabase } = PRODUCTION;
+    expect(configError(withoutDatabase)).toBe("Invalid configuration: DATABASE_URL: required when NODE_ENV=production");
   });
 
   const wrong: { env: Record<string, string>; variable: string }[] = [

@@ -123,6 +123,7 @@ describe("start-up in production", () => {
   it.each([
     [["API_KEYS"], "API_KEYS: required when NODE_ENV=production"],
     [["WEBHOOK_SECRET"], "WEBHOOK_SECRET: required when NODE_ENV=production"],
+    [["DATABASE_URL"], "DATABASE_URL: required when NODE_ENV=production"],
     [
       ["BETATEL_API_KEY", "BETATEL_ACCOUNT_ID"],
       "BETATEL_API_KEY, BETATEL_ACCOUNT_ID: required when NODE_ENV=production",

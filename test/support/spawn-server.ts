@@ -1,7 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
+// Absolute, so the server can run in another working directory (where `--import tsx` would not resolve).
+const TSX_LOADER = pathToFileURL(path.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href;
+const SERVER = path.join(ROOT, "src/server.ts");
 
 export interface SpawnedServer {
   child: ChildProcess;
@@ -14,16 +18,19 @@ export interface SpawnedServer {
 }
 
 /**
- * Runs `node --import tsx src/server.ts` with exactly `env` (plus PATH), as an operator would start it. One
+ * Runs `node --import tsx src/server.ts` (in `cwd`, default the repository) with exactly `env` (plus PATH), as an operator would start it. One
  * process, not the `tsx` wrapper (which forks a child): a signal sent to it reaches the server itself.
  */
-export function runServer(env: Record<string, string>): {
+export function runServer(
+  env: Record<string, string>,
+  options: { cwd?: string } = {},
+): {
   child: ChildProcess;
   output(): string;
   exited: Promise<number | string>;
 } {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, ["--import", TSX_LOADER, SERVER], {
+    cwd: options.cwd ?? ROOT,
     env: { PATH: process.env.PATH ?? "", PORT: "0", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -41,8 +48,12 @@ export function runServer(env: Record<string, string>): {
 }
 
 /** Starts the server and waits for its "listening" log line. */
-export async function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
-  const run = runServer(env);
+export async function spawnServer(
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+  options: { cwd?: string } = {},
+): Promise<SpawnedServer> {
+  const run = runServer(env, options);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const match = /"port":(\d+)[^\n]*"msg":"listening"/.exec(run.output());
