@@ -12,7 +12,9 @@ COPY prisma ./prisma
 COPY prisma.config.ts tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
-RUN npm prune --omit=dev --no-audit --no-fund
+# --omit=optional too: the Prisma CLI and TypeScript are optional peers of @prisma/client, which npm keeps with
+# --omit=dev alone (111 MB of node_modules instead of 231 MB). Nothing the service imports is optional.
+RUN npm prune --omit=dev --omit=optional --no-audit --no-fund
 
 FROM node:24-bookworm-slim
 WORKDIR /app
