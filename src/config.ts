@@ -178,6 +178,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       !rest.WEBHOOK_SECRET && "WEBHOOK_SECRET",
       !rest.VERIFY_SECRET && "VERIFY_SECRET",
       !rest.WATCH_SECRET && "WATCH_SECRET",
+      // Never the embedded database in production: its data would sit in the container's DATA_DIR.
+      !rest.DATABASE_URL && "DATABASE_URL",
     ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);

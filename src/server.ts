@@ -8,6 +8,7 @@ import { createCallbackWorker } from "./callbacks/worker.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
+import { loadEnvFile } from "./env-file.ts";
 import { createLogger } from "./http/logging.ts";
 import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
 import { createLiveHub } from "./live/hub.ts";
@@ -25,6 +26,7 @@ import { settleStragglers } from "./webhooks/apply.ts";
 
 function readConfig(): Config {
   try {
+    loadEnvFile();
     return loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -38,12 +40,20 @@ function readConfig(): Config {
 const config = readConfig();
 const logger = createLogger(config.LOG_LEVEL);
 
-const db = await openDatabase({
-  url: config.DATABASE_URL,
-  dataDir: config.DATA_DIR,
-  poolSize: config.DATABASE_POOL_SIZE,
-});
-const applied = await applyMigrations(db.pool);
+// A database that cannot be opened or migrated (a changed migration, a failed one) stops the start: one log line.
+const { db, applied } = await (async () => {
+  try {
+    const db = await openDatabase({
+      url: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      poolSize: config.DATABASE_POOL_SIZE,
+    });
+    return { db, applied: await applyMigrations(db.pool) };
+  } catch (error) {
+    logger.fatal({ err: error }, `cannot start: ${(error as Error).message}`);
+    process.exit(1);
+  }
+})();
 logger.info(
   { database: db.kind, applied },
   db.kind === "embedded" ? `embedded database in ${config.DATA_DIR}` : "database ready",

@@ -13,6 +13,7 @@ const PRODUCTION = {
   WEBHOOK_SECRET: "s",
   VERIFY_SECRET: "test-verify-secret-test-verify-secret-0123",
   WATCH_SECRET,
+  DATABASE_URL: "postgresql://db.internal/otp",
 };
 
 /** The one-line message loadConfig throws for `env`. */
@@ -103,6 +104,11 @@ describe("loadConfig", () => {
 
   it("when production has everything it needs, then it loads", () => {
     expect(loadConfig(PRODUCTION).betatel).toEqual({ apiKey: "key", accountId: "account" });
+  });
+
+  it("when production has no DATABASE_URL, then it refuses rather than use the embedded database", () => {
+    const { DATABASE_URL: _, ...withoutDatabase } = PRODUCTION;
+    expect(configError(withoutDatabase)).toBe("Invalid configuration: DATABASE_URL: required when NODE_ENV=production");
   });
 
   const wrong: { env: Record<string, string>; variable: string }[] = [

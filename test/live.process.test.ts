@@ -72,7 +72,7 @@ describe("live status at the default caps, in the real process", () => {
     const server = await spawnServer(
       dataDir ? { ...env({ RATE_LIMIT_PER_MINUTE: "0" }), DATABASE_URL: "", DATA_DIR: dataDir } : env(),
       30_000,
-      flags,
+      { nodeFlags: flags },
     );
     const opened: RawRequest[] = [];
     try {

@@ -128,6 +128,7 @@ describe("start-up in production", () => {
     [["WEBHOOK_SECRET"], "WEBHOOK_SECRET: required when NODE_ENV=production"],
     [["VERIFY_SECRET"], "VERIFY_SECRET: required when NODE_ENV=production"],
     [["WATCH_SECRET"], "WATCH_SECRET: required when NODE_ENV=production"],
+    [["DATABASE_URL"], "DATABASE_URL: required when NODE_ENV=production"],
     [
       ["BETATEL_API_KEY", "BETATEL_ACCOUNT_ID"],
       "BETATEL_API_KEY, BETATEL_ACCOUNT_ID: required when NODE_ENV=production",

@@ -66,8 +66,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   // Embedded: PGlite served over the Postgres wire protocol on loopback, so the very same pg/Prisma
   // code runs against it. It is one session, so the pool holds one connection. Loaded only when used: the
   // WebAssembly Postgres costs about 40 MB of memory just by being imported.
-  const { PGlite } = await import("@electric-sql/pglite");
-  const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
+  const { PGlite, PGLiteSocketServer } = await loadEmbeddedPostgres();
   await mkdir(options.dataDir, { recursive: true });
   const unlock = await lockEmbeddedDataDir(options.dataDir);
   let db: InstanceType<typeof PGlite>;
@@ -103,6 +102,20 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       await unlock();
     },
   });
+}
+
+/** PGlite is a development dependency: a production install (`npm prune --omit=dev`) does not have it. */
+async function loadEmbeddedPostgres() {
+  try {
+    const { PGlite } = await import("@electric-sql/pglite");
+    const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
+    return { PGlite, PGLiteSocketServer };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw error;
+    throw new Error(
+      "DATABASE_URL is unset and the embedded database (@electric-sql/pglite, a development dependency) is not installed: set DATABASE_URL, or install with dev dependencies (npm ci)",
+    );
+  }
 }
 
 /** Longest wait for a pooled connection; deadlines that include database work are derived from it. */

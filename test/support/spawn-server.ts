@@ -1,7 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
+// Absolute, so the server can run in another working directory (where `--import tsx` would not resolve).
+const TSX_LOADER = pathToFileURL(path.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href;
+const SERVER = path.join(ROOT, "src/server.ts");
 
 export interface SpawnedServer {
   child: ChildProcess;
@@ -14,19 +18,19 @@ export interface SpawnedServer {
 }
 
 /**
- * Runs `node --import tsx src/server.ts` with exactly `env` (plus PATH), as an operator would start it. One
+ * Runs `node --import tsx src/server.ts` (in `cwd`, default the repository) with exactly `env` (plus PATH), as an operator would start it. One
  * process, not the `tsx` wrapper (which forks a child): a signal sent to it reaches the server itself.
  */
 export function runServer(
   env: Record<string, string>,
-  nodeFlags: string[] = [],
+  options: { cwd?: string; nodeFlags?: string[] } = {},
 ): {
   child: ChildProcess;
   output(): string;
   exited: Promise<number | string>;
 } {
-  const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", "src/server.ts"], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), "--import", TSX_LOADER, SERVER], {
+    cwd: options.cwd ?? ROOT,
     // Most tests share the run's database: the sweep (expiry) would expire other files' old rows, and the abuse
     // limits would count every file's sends together. On where a test asks for them.
     env: {
@@ -66,9 +70,9 @@ export async function productionNodeFlags(): Promise<string[]> {
 export async function spawnServer(
   env: Record<string, string>,
   timeoutMs = 20_000,
-  nodeFlags: string[] = [],
+  options: { cwd?: string; nodeFlags?: string[] } = {},
 ): Promise<SpawnedServer> {
-  const run = runServer(env, nodeFlags);
+  const run = runServer(env, options);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const match = /"port":(\d+)[^\n]*"msg":"listening"/.exec(run.output());
