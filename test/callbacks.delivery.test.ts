@@ -46,7 +46,8 @@ describe("status callbacks", () => {
     const received = await receiver.waitFor(2);
 
     const message = (await request(t.app).get(`/v1/messages/${uuid}`).set(owner.auth)).body;
-    const { events: _events, ...withoutEvents } = message;
+    // The message as GET returns it, without its events and its watchUrl (a browser link, not state).
+    const { events: _events, watchUrl: _watchUrl, ...withoutEvents } = message;
     expect(received.map((r) => [r.event.type, r.event.data.status, r.event.data.sequence])).toEqual([
       ["message.status", "SENT", 2],
       ["message.status", "DELIVERED", 3],

@@ -37,7 +37,7 @@ describe.skipIf(embedded)("a .env file in the working directory", () => {
 
     expect(await run.exited).toBe(1);
     expect(run.output().trim()).toBe(
-      "Invalid configuration: BETATEL_API_KEY, BETATEL_ACCOUNT_ID, API_KEYS, WEBHOOK_SECRET, DATABASE_URL: required when NODE_ENV=production",
+      "Invalid configuration: BETATEL_API_KEY, BETATEL_ACCOUNT_ID, API_KEYS, WEBHOOK_SECRET, VERIFY_SECRET, WATCH_SECRET, DATABASE_URL: required when NODE_ENV=production",
     );
   });
 });
