@@ -40,6 +40,8 @@ export function createApp(deps: AppDeps): express.Express {
   const live = { db, notifier, heartbeatMs: deps.heartbeatMs };
   const app = express();
   app.disable("x-powered-by");
+  // Which client address req.ip reports behind proxies (the webhook allowlist and per-sender limits use it).
+  app.set("trust proxy", config.TRUST_PROXY);
   app.use(metrics.httpMiddleware);
   app.use(requestLogger(logger));
   app.use(securityHeaders());
@@ -54,6 +56,8 @@ export function createApp(deps: AppDeps): express.Express {
       db,
       secret: config.WEBHOOK_SECRET,
       signingSecret: config.WEBHOOK_SIGNING_SECRET,
+      allowedIps: config.WEBHOOK_ALLOWED_IPS,
+      bufferedPerMinute: config.WEBHOOK_BUFFERED_PER_MINUTE,
       onApplied: (results) => {
         metrics.recordWebhookResults(results);
         notifier.published(results.flatMap((r) => (r.uuid && r.outcome === "applied" ? [r.uuid] : [])));

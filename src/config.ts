@@ -1,10 +1,43 @@
 import { z } from "zod";
+import { parseCidr } from "./webhooks/sender-limits.ts";
 
 const optionalSecret = z
   .string()
   .trim()
   .optional()
   .transform((value) => (value ? value : undefined));
+
+const commaList = (value: string) =>
+  value
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+
+/** Express's names for address ranges, usable in TRUST_PROXY. */
+const PROXY_RANGE_NAMES = new Set(["loopback", "linklocal", "uniquelocal"]);
+
+/**
+ * TRUST_PROXY as Express's "trust proxy" setting: `true`/`false`, a number of proxy hops, or a comma-separated
+ * list of proxy addresses/CIDRs (and the names loopback, linklocal, uniquelocal).
+ */
+const trustProxy = z
+  .string()
+  .optional()
+  .transform((value, ctx): boolean | number | string[] => {
+    const text = value?.trim().toLowerCase() ?? "false";
+    if (text === "true" || text === "false") return text === "true";
+    if (/^\d{1,2}$/.test(text)) return Number(text);
+    const entries = commaList(text);
+    const bad = entries.find((entry) => !PROXY_RANGE_NAMES.has(entry) && !parseCidr(entry));
+    if (bad !== undefined || entries.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must be true, false, a hop count or addresses/CIDRs${bad ? ` (not "${bad}")` : ""}`,
+      });
+      return z.NEVER;
+    }
+    return entries;
+  });
 
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 
@@ -29,6 +62,22 @@ const envSchema = z.object({
     (value) => value === undefined || value.startsWith("whsec_"),
     "must be a Standard Webhooks key starting with whsec_",
   ),
+  /** Client CIDRs allowed to call the webhook (comma-separated); unset allows any. */
+  WEBHOOK_ALLOWED_IPS: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      const entries = commaList(value ?? "");
+      const bad = entries.find((entry) => !parseCidr(entry));
+      if (bad !== undefined) {
+        ctx.addIssue({ code: "custom", message: `must be comma-separated IP addresses or CIDRs (not "${bad}")` });
+        return z.NEVER;
+      }
+      return entries;
+    }),
+  /** Statuses for unknown uuids (buffered rows) one webhook sender may store per minute; 0 turns it off. */
+  WEBHOOK_BUFFERED_PER_MINUTE: z.coerce.number().int().min(0).default(10_000),
+  TRUST_PROXY: trustProxy,
   API_KEYS: z
     .string()
     .optional()
@@ -101,4 +150,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const betatel = apiKey && accountId ? { apiKey, accountId } : undefined;
   return Object.freeze({ ...rest, betatel, sandbox: !betatel });
+}
+
+/** What an operator should hear at start about a configuration that runs but is weaker than it should be. */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.NODE_ENV === "production" && !config.WEBHOOK_SIGNING_SECRET) {
+    warnings.push(
+      "WEBHOOK_SIGNING_SECRET is unset in production: webhooks are authenticated by the shared secret alone (no signature, no replay window)",
+    );
+  }
+  return warnings;
 }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createApp } from "./app.ts";
 import { createBetatelClient } from "./betatel/client.ts";
 import { createSandboxBetatel } from "./betatel/sandbox.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, configWarnings, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
@@ -64,6 +64,7 @@ const betatel =
 
 if (sandbox) logger.warn("SANDBOX MODE: no Betatel credentials, NOTHING IS SENT TO WHATSAPP; statuses are simulated");
 if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook accepts unauthenticated requests");
+for (const warning of configWarnings(config)) logger.warn(warning);
 if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it");
 
 // Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
@@ -86,7 +87,7 @@ const reconcileJob = createReconcileJob({
     expireAfterMs: config.EXPIRE_AFTER_MS,
     batchSize: config.RECONCILE_BATCH_SIZE,
   }),
-  settleStragglers: () => settleStragglers(db.pool),
+  settleStragglers: async () => (await settleStragglers(db.pool)).length,
   logger,
   intervalMs: config.RECONCILE_INTERVAL_MS,
 });

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { ConfigError, configWarnings, loadConfig } from "../src/config.ts";
 
 const CREDENTIALS = { BETATEL_API_KEY: "key", BETATEL_ACCOUNT_ID: "account" };
 const PRODUCTION = { NODE_ENV: "production", ...CREDENTIALS, API_KEYS: "k1", WEBHOOK_SECRET: "s" };
@@ -110,6 +110,36 @@ describe("loadConfig", () => {
 
   it("when a secret is wrong, then the message does not repeat its value", () => {
     expect(configError({ WEBHOOK_SIGNING_SECRET: "hunter2-signing" })).not.toContain("hunter2");
+  });
+});
+
+describe("webhook client addresses", () => {
+  it("when WEBHOOK_ALLOWED_IPS and TRUST_PROXY are set, then they are read as lists of CIDRs", () => {
+    const config = loadConfig({
+      WEBHOOK_ALLOWED_IPS: "10.0.0.0/8, 192.0.2.7 ,2001:db8::/32",
+      TRUST_PROXY: "loopback,10.0.0.1",
+    });
+    expect(config.WEBHOOK_ALLOWED_IPS).toEqual(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]);
+    expect(config.TRUST_PROXY).toEqual(["loopback", "10.0.0.1"]);
+    expect(loadConfig({ TRUST_PROXY: "2" }).TRUST_PROXY).toBe(2);
+    expect(loadConfig({}).TRUST_PROXY).toBe(false);
+  });
+
+  it.each([
+    [{ WEBHOOK_ALLOWED_IPS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_IPS: .*"10.0.0.0\/33"/],
+    [{ WEBHOOK_ALLOWED_IPS: "10.0.0.0/8,example.com" }, /WEBHOOK_ALLOWED_IPS: .*"example.com"/],
+    [{ TRUST_PROXY: "yes" }, /TRUST_PROXY: /],
+    [{ WEBHOOK_BUFFERED_PER_MINUTE: "-1" }, /WEBHOOK_BUFFERED_PER_MINUTE/],
+  ])("when %o, then the start is refused naming the variable", (env, message) => {
+    expect(configError(env)).toMatch(message);
+  });
+
+  it("when production runs without WEBHOOK_SIGNING_SECRET, then a start warning says so", () => {
+    expect(configWarnings(loadConfig(PRODUCTION)).join("\n")).toMatch(/WEBHOOK_SIGNING_SECRET is unset/);
+    expect(
+      configWarnings(loadConfig({ ...PRODUCTION, WEBHOOK_SIGNING_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })),
+    ).toEqual([]);
+    expect(configWarnings(loadConfig({}))).toEqual([]);
   });
 });
 

@@ -45,7 +45,7 @@ export function createExpiry(options: ExpiryOptions) {
         errorMessage: null,
         wamId: null,
       }));
-      const outcomes = await applyStatusEvents(options.pool, events);
+      const { outcomes } = await applyStatusEvents(options.pool, events);
       const applied = events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid);
       expired += applied.length;
       options.notifier?.published(applied);

@@ -179,7 +179,7 @@ export function createReconciler(options: ReconcilerOptions) {
 
     if (handedBack.length > 0) await options.pool.query(RELEASE, [handedBack]);
     if (events.length > 0) {
-      const outcomes = await applyStatusEvents(options.pool, events);
+      const { outcomes } = await applyStatusEvents(options.pool, events);
       summary.applied = outcomes.filter((outcome) => outcome === "applied").length;
       summary.unchanged += outcomes.length - summary.applied;
       options.notifier?.published(events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid));

@@ -76,14 +76,57 @@ export function bodyShape(body: unknown): Shape | undefined {
 
 const MAX_DEPTH = 32;
 
+/** The fields a status object may carry; the rest is kept only within `EXTRA_BYTES`. */
+const KNOWN_FIELDS = new Set(["uuid", "status", "timestamp", "error", "wam_id", "to"]);
+const KNOWN_ERROR_FIELDS = new Set(["code", "message", "title"]);
+export const EXTRA_BYTES = 4096;
+
+/** `value` without any `text` key at any depth: Betatel's delivery records carry the OTP as `text`. */
+function withoutText(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutText);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value).flatMap(([key, child]) => (key === "text" ? [] : [[key, withoutText(child)]])),
+    );
+  }
+  return value;
+}
+
 /**
- * The raw item as kept in `message_events.payload`, less the OTP: Betatel's delivery records carry the
- * message `text`, and its status webhook is undocumented, so a `text` field is never stored.
+ * The raw item as kept in `message_events.payload`: the known fields (already validated and bounded), and the
+ * other fields (top-level, or beside `error`'s code and message) in order while they fit in `EXTRA_BYTES`; a
+ * field that does not fit is dropped and `truncated: true` says so. Never a `text`, at any depth.
  */
-function withoutOtpText(item: Record<string, unknown>): Record<string, unknown> {
-  if (!("text" in item)) return item;
-  const { text: _otp, ...rest } = item;
-  return rest;
+export function storedPayload(item: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  const extras: Array<[target: Record<string, unknown>, key: string, value: unknown]> = [];
+  for (const [key, value] of Object.entries(item)) {
+    if (key === "text") continue;
+    if (key === "error" && value && typeof value === "object") {
+      const error: Record<string, unknown> = {};
+      kept.error = error;
+      for (const [field, child] of Object.entries(value)) {
+        if (KNOWN_ERROR_FIELDS.has(field)) error[field] = child;
+        else if (field !== "text") extras.push([error, field, child]);
+      }
+    } else if (KNOWN_FIELDS.has(key)) {
+      kept[key] = value;
+    } else {
+      extras.push([kept, key, value]);
+    }
+  }
+  let budget = EXTRA_BYTES;
+  for (const [target, key, value] of extras) {
+    const clean = withoutText(value);
+    const size = Buffer.byteLength(JSON.stringify(key)) + Buffer.byteLength(JSON.stringify(clean) ?? "null") + 2;
+    if (size <= budget) {
+      target[key] = clean;
+      budget -= size;
+    } else {
+      kept.truncated = true;
+    }
+  }
+  return kept;
 }
 
 /**
@@ -129,7 +172,7 @@ export function parseItem(item: unknown, source: string): ParsedItem {
       status: data.status,
       occurredAt: data.timestamp ?? null,
       source,
-      payload: withoutOtpText(item as Record<string, unknown>),
+      payload: storedPayload(item as Record<string, unknown>),
       errorCode: code,
       errorMessage: message,
       wamId: data.wam_id ?? null,

@@ -6,6 +6,7 @@ import { requireJsonBody } from "../http/validate.ts";
 import { type AppliedOutcome, applyStatusEvents, isTransientConflict, type StatusEvent } from "./apply.ts";
 import { checkWebhookSecret, checkWebhookSignature } from "./auth.ts";
 import { bodyShape, MAX_ITEMS, parseItem } from "./parse.ts";
+import { bufferedBudget, checkWebhookClient } from "./sender-limits.ts";
 import type { Outcome } from "./state-machine.ts";
 
 export const WEBHOOK_BODY_LIMIT = 1024 * 1024;
@@ -14,8 +15,15 @@ export interface WebhookDeps {
   db: Database;
   secret: string | undefined;
   signingSecret: string | undefined;
-  /** Called after events are stored, with the uuids whose rows may have changed. */
-  onApplied?: (results: WebhookResult[]) => void;
+  /** Client addresses (CIDRs) allowed to call the webhook; unset or empty allows any. */
+  allowedIps?: readonly string[];
+  /** Buffered rows one sender may create per minute (0: no limit). */
+  bufferedPerMinute?: number;
+  /**
+   * Called after events are stored, with the results and the uuids whose earlier buffered statuses were settled
+   * (their rows changed although their results here may say `duplicate`).
+   */
+  onApplied?: (results: WebhookResult[], settled: string[]) => void;
 }
 
 export interface WebhookResult {
@@ -31,11 +39,14 @@ const tooLarge = (detail: string) => new AppError(413, "payload_too_large", "Pay
 export function webhookRouter(deps: WebhookDeps): Router {
   const checkSecret = checkWebhookSecret(deps.secret);
   const checkSignature = checkWebhookSignature(deps.signingSecret);
+  const checkClient = checkWebhookClient(deps.allowedIps);
+  const budget = bufferedBudget(deps.bufferedPerMinute ?? 0);
   const router = Router();
 
   router.post(
     "/betatel",
     (req, _res, next) => {
+      checkClient(req);
       checkSecret(req);
       next();
     },
@@ -66,10 +77,15 @@ export function webhookRouter(deps: WebhookDeps): Router {
         throw validationFailed((parsed[0] as { errors: FieldError[] }).errors);
       }
       const events = parsed.flatMap((item) => (item.ok ? [item.event] : []));
-      const outcomes = await withStorage(() => applyStatusEvents(deps.db.pool, events)).catch((error: unknown) => {
-        // Still conflicting after the retries: nothing was lost, so ask the sender to retry rather than 500.
-        throw isTransientConflict(error) ? storageUnavailable() : error;
-      });
+      const sender = req.ip ?? "unknown";
+      if (budget.exhausted(sender) && (await withStorage(() => anyUnknown(deps.db, events)))) throw budget.refusal();
+      const { outcomes, settled } = await withStorage(() => applyStatusEvents(deps.db.pool, events)).catch(
+        (error: unknown) => {
+          // Still conflicting after the retries: nothing was lost, so ask the sender to retry rather than 500.
+          throw isTransientConflict(error) ? storageUnavailable() : error;
+        },
+      );
+      budget.spend(sender, outcomes.filter((outcome) => outcome === "buffered").length);
 
       let next = 0;
       const results: WebhookResult[] = parsed.map((item, index) => {
@@ -85,10 +101,21 @@ export function webhookRouter(deps: WebhookDeps): Router {
           errors: item.errors.map((error) => ({ ...error, path: `${prefix}.${error.path}` })),
         };
       });
-      deps.onApplied?.(results);
+      deps.onApplied?.(results, settled);
       res.json({ results });
     },
   );
 
   return router;
+}
+
+/** Whether any event names a uuid with no message row (it would be buffered). */
+async function anyUnknown(db: Database, events: StatusEvent[]): Promise<boolean> {
+  const uuids = [...new Set(events.map((event) => event.uuid))];
+  if (uuids.length === 0) return false;
+  const { rows } = await db.pool.query<{ known: number }>(
+    "SELECT count(*)::int AS known FROM messages WHERE uuid = ANY($1::text[])",
+    [uuids],
+  );
+  return (rows[0]?.known ?? 0) < uuids.length;
 }
