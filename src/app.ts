@@ -4,7 +4,7 @@ import type { Betatel } from "./betatel/client.ts";
 import type { Config } from "./config.ts";
 import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
-import { requestLogger } from "./http/logging.ts";
+import { lightRequestLogger, requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
 import { securityHeaders, sendRateLimit } from "./http/security.ts";
 import { createLocalNotifier, type MessageNotifier } from "./live/notifier.ts";
@@ -43,17 +43,13 @@ export function createApp(deps: AppDeps): express.Express {
   // Which client address req.ip reports behind proxies (the webhook allowlist and per-sender limits use it).
   app.set("trust proxy", config.TRUST_PROXY);
   app.use(metrics.httpMiddleware);
-  app.use(requestLogger(logger));
-  app.use(securityHeaders());
-
-  app.use(healthRouter(db));
-  app.use(metricsRouter(metrics, config.METRICS_TOKEN));
-  app.use(openApiRouter());
-
+  // Betatel's webhook, the hot path, before the browser-facing middleware: a machine-to-machine route needs no
+  // helmet headers, and its request line is logged without a child logger per request.
   app.use(
     "/webhooks",
     webhookRouter({
       db,
+      requestLog: lightRequestLogger(logger),
       secret: config.WEBHOOK_SECRET,
       signingSecret: config.WEBHOOK_SIGNING_SECRET,
       allowedIps: config.WEBHOOK_ALLOWED_IPS,
@@ -64,6 +60,12 @@ export function createApp(deps: AppDeps): express.Express {
       },
     }),
   );
+  app.use(requestLogger(logger));
+  app.use(securityHeaders());
+
+  app.use(healthRouter(db));
+  app.use(metricsRouter(metrics, config.METRICS_TOKEN));
+  app.use(openApiRouter());
 
   const messages = messagesRouter({ db, betatel, logger, betatelTimeoutMs: config.BETATEL_TIMEOUT_MS });
   const v1 = Router();

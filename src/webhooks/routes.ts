@@ -1,4 +1,4 @@
-import express, { Router } from "express";
+import express, { type RequestHandler, Router } from "express";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { AppError, type FieldError, storageUnavailable, validationFailed } from "../http/problem.ts";
@@ -13,6 +13,8 @@ export const WEBHOOK_BODY_LIMIT = 1024 * 1024;
 
 export interface WebhookDeps {
   db: Database;
+  /** Logs the request (its one line per request); runs first on the route. */
+  requestLog?: RequestHandler;
   secret: string | undefined;
   signingSecret: string | undefined;
   /** Client addresses (CIDRs) allowed to call the webhook; unset or empty allows any. */
@@ -45,6 +47,7 @@ export function webhookRouter(deps: WebhookDeps): Router {
 
   router.post(
     "/betatel",
+    deps.requestLog ?? ((_req, _res, next) => next()),
     (req, _res, next) => {
       checkClient(req);
       checkSecret(req);
