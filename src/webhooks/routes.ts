@@ -105,7 +105,8 @@ export function webhookRouter(deps: WebhookDeps): Router {
         };
       });
       deps.onApplied?.(results, settled);
-      res.json({ results });
+      // Not res.json: no ETag (a hash of every answer) for a sender that never revalidates.
+      res.status(200).type("application/json").end(JSON.stringify({ results }));
     },
   );
 
