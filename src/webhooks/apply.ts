@@ -221,8 +221,12 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
   const run = async (sql: RunSql) => {
     toSettle.clear();
     // Several statements insert this batch's events; another multi-step batch inserting the same keys in another
-    // order would deadlock with it. Taking every uuid's lock first, in one order, queues such batches instead.
-    if (groups.length > 1) await lockUuids(sql, [...new Set(distinct.map((event) => event.uuid))]);
+    // order would deadlock with it. Taking the locks of all its uuids first, in one order, queues such batches.
+    if (groups.length > 1)
+      await lockBatchBuckets(
+        sql,
+        distinct.map((event) => event.uuid),
+      );
     for (const group of groups) {
       const results = await applyWave(
         sql,
@@ -238,10 +242,7 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
   // A single wave is one statement: autocommit, no BEGIN/COMMIT round trips.
   await retryOnConflict(() => (groups.length === 1 ? run(pgRunner(pool)) : inTransaction(pool, run)));
 
-  const settled =
-    toSettle.size === 0
-      ? new Map<string, Map<Status, AppliedOutcome>>()
-      : await retryOnConflict(() => inTransaction(pool, (sql) => settleBufferedMany(sql, [...toSettle])));
+  const settled = await settleInChunks(pool, [...toSettle]);
   return {
     outcomes: slots.map((slot, i) => {
       if (slot < 0) return "duplicate";
@@ -251,6 +252,35 @@ export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): P
     }),
     settled: [...settled.keys()],
   };
+}
+
+// Advisory locks live in Postgres's shared lock table (about max_locks_per_transaction x max_connections entries,
+// 6,400 by default): a transaction must not take one per uuid of a 1,000-item request.
+const SETTLE_CHUNK = 64;
+const BATCH_LOCK_NAMESPACE = 0x6f7470; // "otp": two-int advisory keys, apart from the per-uuid bigint keys
+const BATCH_LOCK_BUCKETS = 64;
+
+/**
+ * The multi-step batches' locks: one per bucket of uuids (at most 64 per transaction), taken in bucket order. Two
+ * such batches sharing a uuid share its bucket, so the later one waits before inserting anything.
+ */
+const lockBatchBuckets = (sql: RunSql, uuids: string[]) =>
+  sql(
+    `SELECT count(pg_advisory_xact_lock(${BATCH_LOCK_NAMESPACE}, bucket)) AS locked
+     FROM (SELECT DISTINCT (hashtextextended(u, 0) & ${BATCH_LOCK_BUCKETS - 1})::int AS bucket
+           FROM unnest($1::text[]) AS u ORDER BY bucket) AS buckets`,
+    [uuids],
+  );
+
+/** `settleBufferedMany` over `uuids`, at most `SETTLE_CHUNK` uuids (and so advisory locks) per transaction. */
+async function settleInChunks(pool: pg.Pool, uuids: string[]): Promise<Map<string, Map<Status, AppliedOutcome>>> {
+  const settled = new Map<string, Map<Status, AppliedOutcome>>();
+  for (let start = 0; start < uuids.length; start += SETTLE_CHUNK) {
+    const chunk = uuids.slice(start, start + SETTLE_CHUNK);
+    const result = await retryOnConflict(() => inTransaction(pool, (sql) => settleBufferedMany(sql, chunk)));
+    for (const [uuid, outcomes] of result) settled.set(uuid, outcomes);
+  }
+  return settled;
 }
 
 /** Advisory locks of several uuids, taken in one order (by lock key) so two takers cannot deadlock. */
@@ -346,14 +376,12 @@ export async function settleStragglers(pool: pg.Pool, limit = 100): Promise<stri
      LIMIT $1`,
     [limit],
   );
-  if (rows.length === 0) return [];
-  const settled = await retryOnConflict(() =>
-    inTransaction(pool, (sql) =>
-      settleBufferedMany(
-        sql,
+  return [
+    ...(
+      await settleInChunks(
+        pool,
         rows.map((row) => row.uuid),
-      ),
-    ),
-  );
-  return [...settled.keys()];
+      )
+    ).keys(),
+  ];
 }
