@@ -6,7 +6,7 @@ import type { Config } from "./config.ts";
 import type { Database } from "./db/database.ts";
 import { requireApiKey } from "./http/auth.ts";
 import { browserOrigins } from "./http/cors.ts";
-import { requestLogger } from "./http/logging.ts";
+import { lightRequestLogger, requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
 import { securityHeaders } from "./http/security.ts";
 import { createKeyResolver, type KeyResolver } from "./keys/resolver.ts";
@@ -69,26 +69,32 @@ export function createApp(deps: AppDeps): express.Express {
   const live = { hub, heartbeatMs: deps.heartbeatMs, watchUrl: watch.watchUrl };
   const app = express();
   app.disable("x-powered-by");
+  // Which client address req.ip reports behind proxies (the webhook allowlist and per-sender limits use it).
+  app.set("trust proxy", config.TRUST_PROXY);
   app.use(metrics.httpMiddleware);
-  app.use(requestLogger(logger));
-  app.use(securityHeaders());
-
-  app.use(healthRouter(db));
-  app.use(metricsRouter(metrics, config.METRICS_TOKEN));
-  app.use(openApiRouter());
-
+  // Betatel's webhook, the hot path, before the browser-facing middleware: a machine-to-machine route needs no
+  // helmet headers, and its request line is logged without a child logger per request.
   app.use(
     "/webhooks",
     webhookRouter({
       db,
+      requestLog: lightRequestLogger(logger),
       secret: config.WEBHOOK_SECRET,
       signingSecret: config.WEBHOOK_SIGNING_SECRET,
+      allowedIps: config.WEBHOOK_ALLOWED_IPS,
+      bufferedPerMinute: config.WEBHOOK_BUFFERED_PER_MINUTE,
       onApplied: (results, settled) => {
         metrics.recordWebhookResults(results);
         hub.published(changedUuids(results, settled));
       },
     }),
   );
+  app.use(requestLogger(logger));
+  app.use(securityHeaders());
+
+  app.use(healthRouter(db));
+  app.use(metricsRouter(metrics, config.METRICS_TOKEN));
+  app.use(openApiRouter());
 
   const keys = deps.keys ?? createKeyResolver({ db, staticKeys: config.API_KEYS });
   const refused = (reason: string, team: string) => metrics.sendRefusals.inc({ reason, team: metrics.teamLabel(team) });

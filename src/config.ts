@@ -2,6 +2,7 @@ import { z } from "zod";
 import { parseApiKeys } from "./keys/static-keys.ts";
 import { parseAllowedCountries, parseRecipientLimits } from "./limits/limits-config.ts";
 import { sendDeadlineMs } from "./messages/deadlines.ts";
+import { parseCidr } from "./webhooks/sender-limits.ts";
 
 const optionalSecret = z
   .string()
@@ -34,6 +35,38 @@ const corsOrigins = z
     return origins;
   });
 
+const commaList = (value: string) =>
+  value
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+
+/** Express's names for address ranges, usable in TRUST_PROXY. */
+const PROXY_RANGE_NAMES = new Set(["loopback", "linklocal", "uniquelocal"]);
+
+/**
+ * TRUST_PROXY as Express's "trust proxy" setting: `true`/`false`, a number of proxy hops, or a comma-separated
+ * list of proxy addresses/CIDRs (and the names loopback, linklocal, uniquelocal).
+ */
+const trustProxy = z
+  .string()
+  .optional()
+  .transform((value, ctx): boolean | number | string[] => {
+    const text = value?.trim().toLowerCase() ?? "false";
+    if (text === "true" || text === "false") return text === "true";
+    if (/^\d{1,2}$/.test(text)) return Number(text);
+    const entries = commaList(text);
+    const bad = entries.find((entry) => !PROXY_RANGE_NAMES.has(entry) && !parseCidr(entry));
+    if (bad !== undefined || entries.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must be true, false, a hop count or addresses/CIDRs${bad ? ` (not "${bad}")` : ""}`,
+      });
+      return z.NEVER;
+    }
+    return entries;
+  });
+
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 
 const envSchema = z.object({
@@ -63,6 +96,22 @@ const envSchema = z.object({
     (value) => value === undefined || value.startsWith("whsec_"),
     "must be a Standard Webhooks key starting with whsec_",
   ),
+  /** Client CIDRs allowed to call the webhook (comma-separated); unset allows any. */
+  WEBHOOK_ALLOWED_IPS: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      const entries = commaList(value ?? "");
+      const bad = entries.find((entry) => !parseCidr(entry));
+      if (bad !== undefined) {
+        ctx.addIssue({ code: "custom", message: `must be comma-separated IP addresses or CIDRs (not "${bad}")` });
+        return z.NEVER;
+      }
+      return entries;
+    }),
+  /** Statuses for unknown uuids (buffered rows) one webhook sender may store per minute; 0 turns it off. */
+  WEBHOOK_BUFFERED_PER_MINUTE: z.coerce.number().int().min(0).default(10_000),
+  TRUST_PROXY: trustProxy,
   /** Key of the watch tokens in `watchUrl` (HMAC); at least 32 characters. Required in production. */
   WATCH_SECRET: optionalSecret.refine(
     (value) => value === undefined || value.length >= 32,
@@ -202,4 +251,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.
     CALLBACKS_ALLOW_PRIVATE: (rest.CALLBACKS_ALLOW_PRIVATE ?? (production ? "false" : "true")) === "true",
   });
+}
+
+/** What an operator should hear at start about a configuration that runs but is weaker than it should be. */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.NODE_ENV === "production" && !config.WEBHOOK_SIGNING_SECRET) {
+    warnings.push(
+      "WEBHOOK_SIGNING_SECRET is unset in production: webhooks are authenticated by the shared secret alone (no signature, no replay window)",
+    );
+  }
+  return warnings;
 }

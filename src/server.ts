@@ -5,7 +5,7 @@ import { createApp } from "./app.ts";
 import { createBetatelClient } from "./betatel/client.ts";
 import { createSandboxBetatel } from "./betatel/sandbox.ts";
 import { createCallbackWorker } from "./callbacks/worker.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, configWarnings, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/database.ts";
 import { applyMigrations } from "./db/migrate.ts";
 import { loadEnvFile } from "./env-file.ts";
@@ -86,6 +86,7 @@ const betatel =
 
 if (sandbox) logger.warn("SANDBOX MODE: no Betatel credentials, NOTHING IS SENT TO WHATSAPP; statuses are simulated");
 if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook accepts unauthenticated requests");
+for (const warning of configWarnings(config)) logger.warn(warning);
 if (config.API_KEYS.length === 0) {
   logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it until a key is created with `npm run keys`");
 }
@@ -135,10 +136,9 @@ const sweepJob = createSweepJob({
     batchSize: config.RECONCILE_BATCH_SIZE,
   }),
   settleStragglers: async () => {
-    const settled = new Set<string>();
-    const count = await settleStragglers(db.pool, undefined, settled);
+    const settled = await settleStragglers(db.pool);
     notifier.published(settled);
-    return count;
+    return settled.length;
   },
   logger,
   intervalMs: config.SWEEP_INTERVAL_MS,

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { describe, expect, inject, it } from "vitest";
-import { ConfigError, DEVELOPMENT_WATCH_SECRET, loadConfig } from "../src/config.ts";
+import { ConfigError, configWarnings, DEVELOPMENT_WATCH_SECRET, loadConfig } from "../src/config.ts";
 import { spawnServer } from "./support/spawn-server.ts";
 import { embedded } from "./support/test-database.ts";
 
@@ -266,6 +266,36 @@ describe("HOST", () => {
       }
     },
   );
+});
+
+describe("webhook client addresses", () => {
+  it("when WEBHOOK_ALLOWED_IPS and TRUST_PROXY are set, then they are read as lists of CIDRs", () => {
+    const config = loadConfig({
+      WEBHOOK_ALLOWED_IPS: "10.0.0.0/8, 192.0.2.7 ,2001:db8::/32",
+      TRUST_PROXY: "loopback,10.0.0.1",
+    });
+    expect(config.WEBHOOK_ALLOWED_IPS).toEqual(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]);
+    expect(config.TRUST_PROXY).toEqual(["loopback", "10.0.0.1"]);
+    expect(loadConfig({ TRUST_PROXY: "2" }).TRUST_PROXY).toBe(2);
+    expect(loadConfig({}).TRUST_PROXY).toBe(false);
+  });
+
+  it.each([
+    [{ WEBHOOK_ALLOWED_IPS: "10.0.0.0/33" }, /WEBHOOK_ALLOWED_IPS: .*"10.0.0.0\/33"/],
+    [{ WEBHOOK_ALLOWED_IPS: "10.0.0.0/8,example.com" }, /WEBHOOK_ALLOWED_IPS: .*"example.com"/],
+    [{ TRUST_PROXY: "yes" }, /TRUST_PROXY: /],
+    [{ WEBHOOK_BUFFERED_PER_MINUTE: "-1" }, /WEBHOOK_BUFFERED_PER_MINUTE/],
+  ])("when %o, then the start is refused naming the variable", (env, message) => {
+    expect(configError(env)).toMatch(message);
+  });
+
+  it("when production runs without WEBHOOK_SIGNING_SECRET, then a start warning says so", () => {
+    expect(configWarnings(loadConfig(PRODUCTION)).join("\n")).toMatch(/WEBHOOK_SIGNING_SECRET is unset/);
+    expect(
+      configWarnings(loadConfig({ ...PRODUCTION, WEBHOOK_SIGNING_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })),
+    ).toEqual([]);
+    expect(configWarnings(loadConfig({}))).toEqual([]);
+  });
 });
 
 describe("starting the server with a wrong configuration", () => {

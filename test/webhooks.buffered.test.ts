@@ -51,7 +51,7 @@ describe("POST /webhooks/betatel before the message row exists", () => {
     );
   });
 
-  it("when several statuses are buffered in any order, then they are applied in rank order with FAILED's reason", async () => {
+  it("when several statuses are buffered, then they are settled as if they had arrived after the row (same times: arrival order), with FAILED's reason", async () => {
     const uuid = aUuid();
     await postWebhook(t.app, [
       { uuid, status: "FAILED", error: { code: "131026", message: "undeliverable" } },
@@ -68,7 +68,7 @@ describe("POST /webhooks/betatel before the message row exists", () => {
     expect(message.events.map((e: { status: string; outcome: string }) => `${e.status}:${e.outcome}`).sort()).toEqual([
       "FAILED:applied",
       "PENDING:applied",
-      "SENT:applied",
+      "SENT:stale",
     ]);
   });
 
@@ -106,7 +106,7 @@ describe("POST /webhooks/betatel before the message row exists", () => {
     await postWebhook(t.app, { uuid, status: "DELIVERED" });
     await t.db.pool.query(`INSERT INTO messages (uuid, "to", text_length) VALUES ($1, '38761444555', 6)`, [uuid]);
 
-    expect(await settleStragglers(t.db.pool)).toBeGreaterThanOrEqual(1);
+    expect(await settleStragglers(t.db.pool)).toContain(uuid);
 
     const message = await readMessage(t.app, uuid);
     expect(message.status).toBe("DELIVERED");

@@ -22,21 +22,22 @@ export function createLogger(level: string, destination?: pino.DestinationStream
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
+/** Honours a sane incoming x-request-id, otherwise makes one; echoes it either way. */
+function requestId(req: IncomingMessage, res: ServerResponse): string {
+  const incoming = req.headers["x-request-id"];
+  const id = typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  res.setHeader("x-request-id", id);
+  return id;
+}
+
+const levelFor = (statusCode: number, error?: unknown) =>
+  error || statusCode >= 500 ? "error" : statusCode >= 400 ? "warn" : "info";
+
 export function requestLogger(logger: Logger) {
   return pinoHttp<IncomingMessage, ServerResponse>({
     logger,
-    // Honour a sane incoming x-request-id, otherwise make one; echo it either way.
-    genReqId(req, res) {
-      const incoming = req.headers["x-request-id"];
-      const id = typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-      res.setHeader("x-request-id", id);
-      return id;
-    },
-    customLogLevel(_req, res, error) {
-      if (error || res.statusCode >= 500) return "error";
-      if (res.statusCode >= 400) return "warn";
-      return "info";
-    },
+    genReqId: requestId,
+    customLogLevel: (_req, res, error) => levelFor(res.statusCode, error),
     serializers: {
       req: (req: { id: unknown; method: string; url: string; headers: Record<string, unknown> }) => ({
         id: req.id,
@@ -47,4 +48,35 @@ export function requestLogger(logger: Logger) {
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
   });
+}
+
+/**
+ * The same one line per request as `requestLogger`, for a hot machine-to-machine route: no child logger per
+ * request, and nothing is built unless the line's level is enabled. `req.log` is the app's logger.
+ */
+export function lightRequestLogger(logger: Logger) {
+  return (req: IncomingMessage & { id?: unknown; log?: Logger }, res: ServerResponse, next: () => void) => {
+    const start = performance.now();
+    const id = requestId(req, res);
+    req.id = id;
+    req.log = logger;
+    res.once("finish", () => {
+      const level = levelFor(res.statusCode);
+      if (!logger.isLevelEnabled(level)) return;
+      logger[level](
+        {
+          req: {
+            id,
+            method: req.method,
+            url: req.url?.split("?")[0],
+            headers: { "user-agent": req.headers["user-agent"], "content-type": req.headers["content-type"] },
+          },
+          res: { statusCode: res.statusCode },
+          responseTime: Math.round(performance.now() - start),
+        },
+        "request completed",
+      );
+    });
+    next();
+  };
 }

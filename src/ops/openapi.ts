@@ -464,6 +464,10 @@ export function buildOpenApiDocument(): Json {
           responses: {
             200: { description: "Stored; one result per item.", content: json("WebhookResponse") },
             ...problems(400, 401, 413, 415, 503),
+            403: problem("`forbidden`: WEBHOOK_ALLOWED_IPS is set and the client address is not in it"),
+            429: problem(
+              "`too_many_buffered`: this sender's statuses for unknown uuids this minute are used up (Retry-After)",
+            ),
           },
         },
       },

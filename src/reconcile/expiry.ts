@@ -46,8 +46,7 @@ export function createExpiry(options: ExpiryOptions) {
         errorMessage: null,
         wamId: null,
       }));
-      const settled = new Set<string>();
-      const outcomes = await applyStatusEvents(options.pool, events, settled);
+      const { outcomes, settled } = await applyStatusEvents(options.pool, events);
       expired += outcomes.filter((outcome) => outcome === "applied").length;
       // Every change a reader can see, not only the expiries (a status that won the race adds an event too).
       const results = events.map((event, i) => ({ uuid: event.uuid, outcome: outcomes[i] }));

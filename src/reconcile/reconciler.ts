@@ -243,8 +243,7 @@ export function createReconciler(options: ReconcilerOptions) {
     if (failed.length > 0) await options.pool.query(CHECK_FAILED, [failed]);
     if (handedBack.length > 0) await options.pool.query(RELEASE, [handedBack]);
     if (events.length > 0) {
-      const settled = new Set<string>();
-      const outcomes = await applyStatusEvents(options.pool, events, settled);
+      const { outcomes, settled } = await applyStatusEvents(options.pool, events);
       const moved = new Set(events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid));
       for (const uuid of new Set(events.map((e) => e.uuid))) {
         const result = moved.has(uuid) ? "applied" : "unchanged";

@@ -77,18 +77,27 @@ SELECT i.uuid, COALESCE(e.outcome, 'duplicate') AS outcome,
   ) AS unsettled
 FROM input i LEFT JOIN inserted e USING (uuid, status)`;
 
-/** Decides one buffered event (by id) now that its message row exists, and applies it. */
-const APPLY_BUFFERED_EVENT = `WITH ${TRANSITION_TABLE},
-current_status AS MATERIALIZED (SELECT m.uuid, m.status FROM messages m WHERE m.uuid = $1 FOR UPDATE),
+/**
+ * Decides buffered events (by id, at most one per uuid) now that their message rows exist, and applies them.
+ * `$1` uuids, `$2` ids, then each event's error code, error message and wam_id read from its stored payload.
+ */
+const APPLY_BUFFERED_EVENTS = `WITH ${TRANSITION_TABLE},
+input AS (
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
+    AS i(uuid, id, error_code, error_message, wam_id)
+),
+current_status AS MATERIALIZED (
+  SELECT m.uuid, m.status FROM messages m WHERE m.uuid = ANY($1::text[]) ORDER BY m.uuid FOR UPDATE
+),
 decided_event AS (
   UPDATE message_events e SET outcome = t.decision
-  FROM current_status c JOIN transition t ON t.cur = c.status
-  WHERE e.id = $2 AND e.outcome = 'buffered' AND t.inc = e.status
+  FROM input i JOIN current_status c ON c.uuid = i.uuid JOIN transition t ON t.cur = c.status
+  WHERE e.id = i.id AND e.outcome = 'buffered' AND t.inc = e.status
   RETURNING e.uuid, e.status, e.outcome, e.occurred_at
 ),
-decided AS (SELECT d.*, $3::text AS error_code, $4::text AS error_message, $5::text AS wam_id FROM decided_event d),
+decided AS (SELECT d.*, i.error_code, i.error_message, i.wam_id FROM decided_event d JOIN input i USING (uuid)),
 updated AS (${UPDATE_MESSAGES})
-SELECT outcome FROM decided_event`;
+SELECT uuid, status, outcome FROM decided_event`;
 
 function toColumns(events: StatusEvent[]): unknown[] {
   return [
@@ -107,7 +116,7 @@ function toColumns(events: StatusEvent[]): unknown[] {
  * Splits events into waves in which each uuid appears once, keeping each uuid's events in arrival order:
  * wave k holds every uuid's k-th event. One statement per wave applies the batch set-based.
  */
-function waves(events: StatusEvent[]): number[][] {
+function waves(events: ReadonlyArray<{ uuid: string }>): number[][] {
   const result: number[][] = [];
   const seen = new Map<string, number>();
   events.forEach((event, index) => {
@@ -126,7 +135,32 @@ interface WaveResult {
   unsettled: boolean;
 }
 
+/**
+ * One event: the plpgsql function `apply_status_event` (its migration), the same decision and writes as
+ * `APPLY_NEW_EVENTS` for one row, but a fraction of its database CPU, and a repeat takes no row lock and writes nothing.
+ */
+const APPLY_ONE_EVENT = `SELECT o_outcome AS outcome, o_unsettled AS unsettled
+  FROM apply_status_event($1, $2::message_status, $3, $4, $5::jsonb, $6, $7, $8)`;
+
 async function applyWave(sql: RunSql, events: StatusEvent[]): Promise<WaveResult[]> {
+  const only = events.length === 1 ? events[0] : undefined;
+  if (only) {
+    const [row] = await sql<WaveResult>(
+      APPLY_ONE_EVENT,
+      [
+        only.uuid,
+        only.status,
+        only.occurredAt,
+        only.source,
+        only.payload === undefined ? null : JSON.stringify(only.payload),
+        only.errorCode,
+        only.errorMessage,
+        only.wamId,
+      ],
+      "apply_one_event",
+    );
+    return [row ?? { outcome: "duplicate", unsettled: false }];
+  }
   // Prepared once per connection: planning this statement costs more than running it.
   const rows = await sql<{ uuid: string } & WaveResult>(APPLY_NEW_EVENTS, toColumns(events), "apply_new_events");
   // Rows come back in input order for distinct uuids; map by uuid to not depend on it.
@@ -157,52 +191,99 @@ async function retryOnConflict<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+export interface ApplyResult {
+  /** One outcome per event, in order. */
+  outcomes: AppliedOutcome[];
+  /** Uuids whose buffered events were settled here (their message rows changed, maybe not by these events). */
+  settled: string[];
+}
+
 /**
  * Stores and applies status events atomically, then settles any that were buffered (see `settleBuffered`).
- * Returns one outcome per event, in order. Nothing is answered before the events are committed.
- * `settledUuids` collects the uuids whose buffered events were settled (live status announces them).
+ * A (uuid, status) pair repeated within `events` is applied once; its repeats are `duplicate`. Nothing is
+ * answered before the events are committed.
  */
-export async function applyStatusEvents(
-  pool: pg.Pool,
-  events: StatusEvent[],
-  settledUuids?: Set<string>,
-): Promise<AppliedOutcome[]> {
-  if (events.length === 0) return [];
-  const groups = waves(events);
-  const outcomes: AppliedOutcome[] = new Array(events.length);
+export async function applyStatusEvents(pool: pg.Pool, events: StatusEvent[]): Promise<ApplyResult> {
+  // At most one step per distinct status of a uuid, however often a batch repeats it.
+  const distinct: StatusEvent[] = [];
+  const slotOf = new Map<string, number>();
+  const slots = events.map((event) => {
+    const key = `${event.uuid}\u0000${event.status}`;
+    if (slotOf.has(key)) return -1;
+    slotOf.set(key, distinct.length);
+    return distinct.push(event) - 1;
+  });
+  if (distinct.length === 0) return { outcomes: [], settled: [] };
+
+  const groups = waves(distinct);
+  const outcomes: AppliedOutcome[] = new Array(distinct.length);
   const toSettle = new Set<string>();
   const run = async (sql: RunSql) => {
     toSettle.clear();
-    // Several waves touch the uuids that repeat in this batch over several statements; two such batches
-    // could wait on each other's inserts. Taking those uuids' locks first, in one order, queues them instead.
-    const repeated = (groups[1] ?? []).map((index) => (events[index] as StatusEvent).uuid);
-    if (repeated.length > 0) await lockUuids(sql, repeated);
+    // Several statements insert this batch's events; another multi-step batch inserting the same keys in another
+    // order would deadlock with it. Taking the locks of all its uuids first, in one order, queues such batches.
+    if (groups.length > 1)
+      await lockBatchBuckets(
+        sql,
+        distinct.map((event) => event.uuid),
+      );
     for (const group of groups) {
       const results = await applyWave(
         sql,
-        group.map((index) => events[index] as StatusEvent),
+        group.map((index) => distinct[index] as StatusEvent),
       );
       group.forEach((index, k) => {
         const result = results[k] as WaveResult;
         outcomes[index] = result.outcome;
-        if (result.outcome === "buffered" || result.unsettled) toSettle.add((events[index] as StatusEvent).uuid);
+        if (result.outcome === "buffered" || result.unsettled) toSettle.add((distinct[index] as StatusEvent).uuid);
       });
     }
   };
   // A single wave is one statement: autocommit, no BEGIN/COMMIT round trips.
   await retryOnConflict(() => (groups.length === 1 ? run(pgRunner(pool)) : inTransaction(pool, run)));
 
-  for (const uuid of toSettle) {
-    const settled = await retryOnConflict(() => inTransaction(pool, (sql) => settleBuffered(sql, uuid)));
-    if (settled.size > 0) settledUuids?.add(uuid);
-    events.forEach((event, i) => {
-      const outcome = settled.get(event.status);
-      if (event.uuid === uuid && outcomes[i] === "buffered" && outcome) outcomes[i] = outcome;
-    });
-  }
-  return outcomes;
+  const settled = await settleInChunks(pool, [...toSettle]);
+  return {
+    outcomes: slots.map((slot, i) => {
+      if (slot < 0) return "duplicate";
+      const event = events[i] as StatusEvent;
+      const outcome = outcomes[slot] as AppliedOutcome;
+      return (outcome === "buffered" && settled.get(event.uuid)?.get(event.status)) || outcome;
+    }),
+    settled: [...settled.keys()],
+  };
 }
 
+// Advisory locks live in Postgres's shared lock table (about max_locks_per_transaction x max_connections entries,
+// 6,400 by default): a transaction must not take one per uuid of a 1,000-item request.
+const SETTLE_CHUNK = 64;
+const BATCH_LOCK_NAMESPACE = 0x6f7470; // "otp": two-int advisory keys, apart from the per-uuid bigint keys
+const BATCH_LOCK_BUCKETS = 64;
+
+/**
+ * The multi-step batches' locks: one per bucket of uuids (at most 64 per transaction), taken in bucket order. Two
+ * such batches sharing a uuid share its bucket, so the later one waits before inserting anything.
+ */
+const lockBatchBuckets = (sql: RunSql, uuids: string[]) =>
+  sql(
+    `SELECT count(pg_advisory_xact_lock(${BATCH_LOCK_NAMESPACE}, bucket)) AS locked
+     FROM (SELECT DISTINCT (hashtextextended(u, 0) & ${BATCH_LOCK_BUCKETS - 1})::int AS bucket
+           FROM unnest($1::text[]) AS u ORDER BY bucket) AS buckets`,
+    [uuids],
+  );
+
+/** `settleBufferedMany` over `uuids`, at most `SETTLE_CHUNK` uuids (and so advisory locks) per transaction. */
+async function settleInChunks(pool: pg.Pool, uuids: string[]): Promise<Map<string, Map<Status, AppliedOutcome>>> {
+  const settled = new Map<string, Map<Status, AppliedOutcome>>();
+  for (let start = 0; start < uuids.length; start += SETTLE_CHUNK) {
+    const chunk = uuids.slice(start, start + SETTLE_CHUNK);
+    const result = await retryOnConflict(() => inTransaction(pool, (sql) => settleBufferedMany(sql, chunk)));
+    for (const [uuid, outcomes] of result) settled.set(uuid, outcomes);
+  }
+  return settled;
+}
+
+/** Advisory locks of several uuids, taken in one order (by lock key) so two takers cannot deadlock. */
 const lockUuids = (sql: RunSql, uuids: string[]) =>
   sql(
     `SELECT count(pg_advisory_xact_lock(key)) AS locked
@@ -214,35 +295,52 @@ const lockUuids = (sql: RunSql, uuids: string[]) =>
 export const lockMessageUuid = (sql: RunSql, uuid: string) =>
   sql("SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtextextended($1, 0))", [uuid]);
 
+/** `settleBufferedMany` for one uuid: the decided outcome per status. */
+export async function settleBuffered(sql: RunSql, uuid: string): Promise<Map<Status, AppliedOutcome>> {
+  return (await settleBufferedMany(sql, [uuid])).get(uuid) ?? new Map();
+}
+
 /**
- * Applies the buffered events of `uuid` in rank order, if its message row exists. Must run inside a
- * transaction. It takes the per-uuid advisory lock first, as does the insert of a message row
- * (`createMessage`), so a status and the row arriving at the same moment can never both miss each other:
- * whichever commits second sees the other's write. Returns the decided outcome per status.
+ * Applies the buffered events of `uuids` whose message rows exist, each uuid's in the order they occurred (then
+ * arrival), so statuses buffered before the row end the same as had they arrived after it. Set-based: one
+ * statement per k-th event of every uuid. Must run inside a transaction. It takes the per-uuid advisory locks
+ * first, as does the insert of a message row (`createMessage`), so a status and the row arriving at the same
+ * moment can never both miss each other: whichever commits second sees the other's write. Returns the decided
+ * outcome per status, for each uuid that had any.
  */
-export async function settleBuffered(
+export async function settleBufferedMany(
   sql: RunSql,
-  uuid: string,
-  parse: (payload: unknown) => Pick<StatusEvent, "errorCode" | "errorMessage" | "wamId"> = readEventDetails,
-): Promise<Map<Status, AppliedOutcome>> {
-  await lockMessageUuid(sql, uuid);
-  const pending = await sql<{ id: string; status: Status; payload: unknown }>(
-    `SELECT e.id::text, e.status, e.payload FROM message_events e
-     WHERE e.uuid = $1 AND e.outcome = 'buffered' AND EXISTS (SELECT 1 FROM messages m WHERE m.uuid = $1)
-     ORDER BY e.status FOR UPDATE OF e`,
-    [uuid],
+  uuids: string[],
+): Promise<Map<string, Map<Status, AppliedOutcome>>> {
+  await lockUuids(sql, uuids);
+  const pending = await sql<{ id: string; uuid: string; status: Status; payload: unknown }>(
+    `SELECT e.id::text, e.uuid, e.status, e.payload FROM message_events e
+     WHERE e.uuid = ANY($1::text[]) AND e.outcome = 'buffered'
+       AND EXISTS (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)
+     ORDER BY e.uuid, e.occurred_at, e.id FOR UPDATE OF e`,
+    [uuids],
   );
-  const settled = new Map<Status, AppliedOutcome>();
-  for (const event of pending) {
-    const details = parse(event.payload);
-    const rows = await sql<{ outcome: AppliedOutcome }>(APPLY_BUFFERED_EVENT, [
-      uuid,
-      event.id,
-      details.errorCode,
-      details.errorMessage,
-      details.wamId,
-    ]);
-    if (rows[0]) settled.set(event.status, rows[0].outcome);
+  const settled = new Map<string, Map<Status, AppliedOutcome>>();
+  const byWave = waves(pending as Array<{ uuid: string }>);
+  for (const group of byWave) {
+    const wave = group.map((index) => pending[index] as (typeof pending)[number]);
+    const details = wave.map((event) => readEventDetails(event.payload));
+    const rows = await sql<{ uuid: string; status: Status; outcome: AppliedOutcome }>(
+      APPLY_BUFFERED_EVENTS,
+      [
+        wave.map((event) => event.uuid),
+        wave.map((event) => event.id),
+        details.map((d) => d.errorCode),
+        details.map((d) => d.errorMessage),
+        details.map((d) => d.wamId),
+      ],
+      "apply_buffered_events",
+    );
+    for (const row of rows) {
+      const outcomes = settled.get(row.uuid) ?? new Map<Status, AppliedOutcome>();
+      outcomes.set(row.status, row.outcome);
+      settled.set(row.uuid, outcomes);
+    }
   }
   return settled;
 }
@@ -269,18 +367,21 @@ export function errorReason(error: unknown): { code: string | null; message: str
 /**
  * Settles buffered events whose message row exists: what a crash between storing a status and settling it
  * leaves behind (the sender's retry would settle it too, but a sender may never retry). Run periodically by
- * the reconcile job; returns how many uuids it settled.
+ * the reconcile job; returns the uuids it settled.
  */
-export async function settleStragglers(pool: pg.Pool, limit = 100, settledUuids?: Set<string>): Promise<number> {
+export async function settleStragglers(pool: pg.Pool, limit = 100): Promise<string[]> {
   const { rows } = await pool.query<{ uuid: string }>(
     `SELECT DISTINCT e.uuid FROM message_events e
      WHERE e.outcome = 'buffered' AND EXISTS (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)
      LIMIT $1`,
     [limit],
   );
-  for (const { uuid } of rows) {
-    await retryOnConflict(() => inTransaction(pool, (sql) => settleBuffered(sql, uuid)));
-    settledUuids?.add(uuid);
-  }
-  return rows.length;
+  return [
+    ...(
+      await settleInChunks(
+        pool,
+        rows.map((row) => row.uuid),
+      )
+    ).keys(),
+  ];
 }

@@ -2,24 +2,34 @@ import { z } from "zod";
 import { type FieldError, fieldErrors } from "../http/problem.ts";
 import { isPlausibleEventTime, unixToMillis } from "../messages/event-time.ts";
 import { messageUuidSchema, statusSchema } from "../messages/schemas.ts";
+import { STATUSES, type Status } from "../messages/status.ts";
 import { errorReason, type StatusEvent } from "./apply.ts";
 
 export const MAX_ITEMS = 1000;
 
-/** `timestamp` as ISO 8601 (with a zone), or Unix seconds or milliseconds (number or digit string). */
-const timestampSchema = z.union([z.number(), z.string().max(64)]).transform((value, ctx) => {
+const isoDateTime = z.iso.datetime({ offset: true });
+
+/**
+ * `timestamp` read as milliseconds: ISO 8601 (with a zone), or Unix seconds or milliseconds (number or digit
+ * string), within the plausible range. A string is why it cannot be read.
+ */
+function eventTimeMillis(value: number | string): number | string {
   const numeric = typeof value === "number" ? value : /^\d{1,16}(\.\d+)?$/.test(value) ? Number(value) : undefined;
   let millis: number;
   if (numeric !== undefined) {
     millis = unixToMillis(numeric);
-  } else if (z.iso.datetime({ offset: true }).safeParse(value).success) {
+  } else if (isoDateTime.safeParse(value).success) {
     millis = Date.parse(value as string);
   } else {
-    ctx.addIssue({ code: "custom", message: "must be ISO 8601 with a time zone, or Unix seconds or milliseconds" });
-    return z.NEVER;
+    return "must be ISO 8601 with a time zone, or Unix seconds or milliseconds";
   }
-  if (!isPlausibleEventTime(millis)) {
-    ctx.addIssue({ code: "custom", message: "is out of range" });
+  return isPlausibleEventTime(millis) ? millis : "is out of range";
+}
+
+const timestampSchema = z.union([z.number(), z.string().max(64)]).transform((value, ctx) => {
+  const millis = eventTimeMillis(value);
+  if (typeof millis === "string") {
+    ctx.addIssue({ code: "custom", message: millis });
     return z.NEVER;
   }
   return new Date(Math.round(millis));
@@ -76,14 +86,57 @@ export function bodyShape(body: unknown): Shape | undefined {
 
 const MAX_DEPTH = 32;
 
+/** The fields a status object may carry; the rest is kept only within `EXTRA_BYTES`. */
+const KNOWN_FIELDS = new Set(["uuid", "status", "timestamp", "error", "wam_id", "to"]);
+const KNOWN_ERROR_FIELDS = new Set(["code", "message", "title"]);
+export const EXTRA_BYTES = 4096;
+
+/** `value` without any `text` key at any depth: Betatel's delivery records carry the OTP as `text`. */
+function withoutText(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutText);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value).flatMap(([key, child]) => (key === "text" ? [] : [[key, withoutText(child)]])),
+    );
+  }
+  return value;
+}
+
 /**
- * The raw item as kept in `message_events.payload`, less the OTP: Betatel's delivery records carry the
- * message `text`, and its status webhook is undocumented, so a `text` field is never stored.
+ * The raw item as kept in `message_events.payload`: the known fields (already validated and bounded), and the
+ * other fields (top-level, or beside `error`'s code and message) in order while they fit in `EXTRA_BYTES`; a
+ * field that does not fit is dropped and `truncated: true` says so. Never a `text`, at any depth.
  */
-function withoutOtpText(item: Record<string, unknown>): Record<string, unknown> {
-  if (!("text" in item)) return item;
-  const { text: _otp, ...rest } = item;
-  return rest;
+export function storedPayload(item: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  const extras: Array<[target: Record<string, unknown>, key: string, value: unknown]> = [];
+  for (const [key, value] of Object.entries(item)) {
+    if (key === "text") continue;
+    if (key === "error" && value && typeof value === "object") {
+      const error: Record<string, unknown> = {};
+      kept.error = error;
+      for (const [field, child] of Object.entries(value)) {
+        if (KNOWN_ERROR_FIELDS.has(field)) error[field] = child;
+        else if (field !== "text") extras.push([error, field, child]);
+      }
+    } else if (KNOWN_FIELDS.has(key)) {
+      kept[key] = value;
+    } else {
+      extras.push([kept, key, value]);
+    }
+  }
+  let budget = EXTRA_BYTES;
+  for (const [target, key, value] of extras) {
+    const clean = withoutText(value);
+    const size = Buffer.byteLength(JSON.stringify(key)) + Buffer.byteLength(JSON.stringify(clean) ?? "null") + 2;
+    if (size <= budget) {
+      target[key] = clean;
+      budget -= size;
+    } else {
+      kept.truncated = true;
+    }
+  }
+  return kept;
 }
 
 /**
@@ -106,8 +159,64 @@ function unstorable(item: unknown): string | undefined {
   return undefined;
 }
 
+const UUID = /^[A-Za-z0-9._:-]{1,255}$/;
+const STATUS_NAMES: ReadonlySet<string> = new Set(STATUSES);
+const isText = (value: unknown, max: number): value is string => typeof value === "string" && value.length <= max;
+const isOptionalText = (value: unknown, max: number) => value === undefined || isText(value, max);
+
+/** `error` as `statusItemSchema` accepts it. */
+function isErrorField(error: unknown): boolean {
+  if (error === undefined || error === null || isText(error, 1000)) return true;
+  if (typeof error !== "object" || Array.isArray(error)) return false;
+  const { code, message, title } = error as Record<string, unknown>;
+  return (
+    (isOptionalText(code, 1000) || (typeof code === "number" && Number.isFinite(code))) &&
+    isOptionalText(message, 1000) &&
+    isOptionalText(title, 1000)
+  );
+}
+
+/**
+ * The common case without zod (it was a visible share of a webhook's CPU): an item `statusItemSchema` accepts,
+ * read to the same values. Anything else returns undefined and goes through the schema, which names the errors.
+ */
+export function readValidItem(
+  item: unknown,
+): Pick<StatusEvent, "uuid" | "status" | "occurredAt" | "wamId"> | undefined {
+  if (typeof item !== "object" || item === null || Array.isArray(item)) return undefined;
+  const { uuid, status, timestamp, error, wam_id: wamId, to } = item as Record<string, unknown>;
+  if (typeof uuid !== "string" || !UUID.test(uuid) || !isText(status, 32)) return undefined;
+  const upper = status.toUpperCase();
+  if (!STATUS_NAMES.has(upper)) return undefined;
+  let occurredAt: Date | null = null;
+  if (timestamp !== undefined && timestamp !== null) {
+    if (!(typeof timestamp === "number" && Number.isFinite(timestamp)) && !isText(timestamp, 64)) return undefined;
+    const millis = eventTimeMillis(timestamp as number | string);
+    if (typeof millis === "string") return undefined;
+    occurredAt = new Date(Math.round(millis));
+  }
+  if (!isErrorField(error)) return undefined;
+  if (!(wamId === undefined || wamId === null || isText(wamId, 255))) return undefined;
+  if (!(to === undefined || to === null || isText(to, 64))) return undefined;
+  return { uuid, status: upper as Status, occurredAt, wamId: (wamId as string | null | undefined) ?? null };
+}
+
 export function parseItem(item: unknown, source: string): ParsedItem {
   const problem = unstorable(item);
+  const valid = problem ? undefined : readValidItem(item);
+  if (valid) {
+    const { code, message } = errorReason((item as { error?: unknown }).error);
+    return {
+      ok: true,
+      event: {
+        ...valid,
+        source,
+        payload: storedPayload(item as Record<string, unknown>),
+        errorCode: code,
+        errorMessage: message,
+      },
+    };
+  }
   const result = problem
     ? { success: false as const, error: new z.ZodError([{ code: "custom", path: [], message: problem, input: item }]) }
     : statusItemSchema.safeParse(item);
@@ -129,7 +238,7 @@ export function parseItem(item: unknown, source: string): ParsedItem {
       status: data.status,
       occurredAt: data.timestamp ?? null,
       source,
-      payload: withoutOtpText(item as Record<string, unknown>),
+      payload: storedPayload(item as Record<string, unknown>),
       errorCode: code,
       errorMessage: message,
       wamId: data.wam_id ?? null,

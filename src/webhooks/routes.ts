@@ -1,4 +1,4 @@
-import express, { Router } from "express";
+import express, { type RequestHandler, Router } from "express";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { AppError, type FieldError, storageUnavailable, validationFailed } from "../http/problem.ts";
@@ -6,16 +6,26 @@ import { requireJsonBody } from "../http/validate.ts";
 import { type AppliedOutcome, applyStatusEvents, isTransientConflict, type StatusEvent } from "./apply.ts";
 import { checkWebhookSecret, checkWebhookSignature } from "./auth.ts";
 import { bodyShape, MAX_ITEMS, parseItem } from "./parse.ts";
+import { bufferedBudget, checkWebhookClient } from "./sender-limits.ts";
 import type { Outcome } from "./state-machine.ts";
 
 export const WEBHOOK_BODY_LIMIT = 1024 * 1024;
 
 export interface WebhookDeps {
   db: Database;
+  /** Logs the request (its one line per request); runs first on the route. */
+  requestLog?: RequestHandler;
   secret: string | undefined;
   signingSecret: string | undefined;
-  /** Called after events are stored, with the results and the uuids whose buffered statuses were settled. */
-  onApplied?: (results: WebhookResult[], settled: Set<string>) => void;
+  /** Client addresses (CIDRs) allowed to call the webhook; unset or empty allows any. */
+  allowedIps?: readonly string[];
+  /** Buffered rows one sender may create per minute (0: no limit). */
+  bufferedPerMinute?: number;
+  /**
+   * Called after events are stored, with the results and the uuids whose earlier buffered statuses were settled
+   * (their rows changed although their results here may say `duplicate`).
+   */
+  onApplied?: (results: WebhookResult[], settled: string[]) => void;
 }
 
 export interface WebhookResult {
@@ -31,11 +41,15 @@ const tooLarge = (detail: string) => new AppError(413, "payload_too_large", "Pay
 export function webhookRouter(deps: WebhookDeps): Router {
   const checkSecret = checkWebhookSecret(deps.secret);
   const checkSignature = checkWebhookSignature(deps.signingSecret);
+  const checkClient = checkWebhookClient(deps.allowedIps);
+  const budget = bufferedBudget(deps.bufferedPerMinute ?? 0);
   const router = Router();
 
   router.post(
     "/betatel",
+    deps.requestLog ?? ((_req, _res, next) => next()),
     (req, _res, next) => {
+      checkClient(req);
       checkSecret(req);
       next();
     },
@@ -66,12 +80,15 @@ export function webhookRouter(deps: WebhookDeps): Router {
         throw validationFailed((parsed[0] as { errors: FieldError[] }).errors);
       }
       const events = parsed.flatMap((item) => (item.ok ? [item.event] : []));
-      const settled = new Set<string>();
-      const apply = () => applyStatusEvents(deps.db.pool, events, settled);
-      const outcomes = await withStorage(apply).catch((error: unknown) => {
-        // Still conflicting after the retries: nothing was lost, so ask the sender to retry rather than 500.
-        throw isTransientConflict(error) ? storageUnavailable() : error;
-      });
+      const sender = req.ip ?? "unknown";
+      if (budget.exhausted(sender) && (await withStorage(() => anyUnknown(deps.db, events)))) throw budget.refusal();
+      const { outcomes, settled } = await withStorage(() => applyStatusEvents(deps.db.pool, events)).catch(
+        (error: unknown) => {
+          // Still conflicting after the retries: nothing was lost, so ask the sender to retry rather than 500.
+          throw isTransientConflict(error) ? storageUnavailable() : error;
+        },
+      );
+      budget.spend(sender, outcomes.filter((outcome) => outcome === "buffered").length);
 
       let next = 0;
       const results: WebhookResult[] = parsed.map((item, index) => {
@@ -88,9 +105,21 @@ export function webhookRouter(deps: WebhookDeps): Router {
         };
       });
       deps.onApplied?.(results, settled);
-      res.json({ results });
+      // Not res.json: no ETag (a hash of every answer) for a sender that never revalidates.
+      res.status(200).type("application/json").end(JSON.stringify({ results }));
     },
   );
 
   return router;
+}
+
+/** Whether any event names a uuid with no message row (it would be buffered). */
+async function anyUnknown(db: Database, events: StatusEvent[]): Promise<boolean> {
+  const uuids = [...new Set(events.map((event) => event.uuid))];
+  if (uuids.length === 0) return false;
+  const { rows } = await db.pool.query<{ known: number }>(
+    "SELECT count(*)::int AS known FROM messages WHERE uuid = ANY($1::text[])",
+    [uuids],
+  );
+  return (rows[0]?.known ?? 0) < uuids.length;
 }
