@@ -16,6 +16,7 @@ import { instrumentBetatel } from "./ops/instrument-betatel.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { metricsRouter } from "./ops/metrics-route.ts";
 import { openApiRouter } from "./ops/openapi.ts";
+import { opsPageRouter } from "./ops/page/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
 export interface AppDeps {
@@ -47,6 +48,18 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(healthRouter(db));
   app.use(metricsRouter(metrics, config.METRICS_TOKEN));
   app.use(openApiRouter());
+  app.use(
+    "/ops",
+    opsPageRouter({
+      pool: db.pool,
+      access: {
+        token: config.OPS_TOKEN,
+        locked: config.NODE_ENV === "production" && !config.OPS_TOKEN,
+        secureCookie: config.NODE_ENV === "production",
+      },
+      stuckAfterMs: config.RECONCILE_AFTER_MS,
+    }),
+  );
 
   app.use(
     "/webhooks",

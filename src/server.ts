@@ -65,6 +65,13 @@ const betatel =
 if (sandbox) logger.warn("SANDBOX MODE: no Betatel credentials, NOTHING IS SENT TO WHATSAPP; statuses are simulated");
 if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook accepts unauthenticated requests");
 if (config.API_KEYS.length === 0) logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it");
+if (!config.OPS_TOKEN) {
+  logger.warn(
+    config.NODE_ENV === "production"
+      ? "OPS_TOKEN is unset: the ops page at /ops is locked"
+      : "OPS_TOKEN is unset: the ops page at /ops is open to anyone who can reach it",
+  );
+}
 
 // Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
 const notifier = await createMessageNotifier(db, { logger });
