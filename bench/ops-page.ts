@@ -31,7 +31,14 @@ try {
   const config = loadConfig({ NODE_ENV: "test", DATABASE_URL: bench.url, LOG_LEVEL: "silent" });
   const logger = createLogger("silent");
   const db = await openDatabase({ url: bench.url, dataDir: "", poolSize: 10 });
-  const betatel = createSandboxBetatel({ webhookUrl: () => "http://127.0.0.1:9/", stepMs: 0, failureRate: 0, logger });
+  const betatel = createSandboxBetatel({
+    webhookUrl: () => "http://127.0.0.1:9/",
+    webhookSecret: undefined,
+    signingSecret: undefined,
+    stepMs: 0,
+    failureRate: 0,
+    logger,
+  });
   const server = createServer(createApp({ config, db, betatel, logger })).listen(0, "127.0.0.1");
   await new Promise((resolve) => server.once("listening", resolve));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -30,7 +30,7 @@ const unauthorized = (access: OpsAccess) =>
 function loginPage(message: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Ops · sign in</title><link rel="stylesheet" href="/ops/assets/ops.css"></head>
+<title>Ops · sign in</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/ops/assets/ops.css"></head>
 <body class="login"><form method="post" action="/ops/login">
 <h1>OTP delivery · ops</h1><p>${message}</p>
 <label>Ops token <input type="password" name="token" autocomplete="current-password" required autofocus></label>

@@ -30,6 +30,13 @@
     return `${(s / 3600).toFixed(1)} h`;
   };
   const time = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { timeZone: "UTC" }) : "–");
+  // "3.5 min ago" / "in 4.0 min", from the data's own read time so it does not drift with the browser clock.
+  let readAtMs = Date.now();
+  const relative = (iso) => {
+    if (!iso) return "–";
+    const seconds = (new Date(iso).getTime() - readAtMs) / 1000;
+    return seconds < 0 ? `${duration(-seconds)} ago` : `in ${duration(seconds)}`;
+  };
   const cell = (text, className) => {
     const td = document.createElement("td");
     td.textContent = text;
@@ -91,7 +98,7 @@
     draw(
       `latency-${target}`,
       el,
-      { height: 180, series: [{}, ...series], axes: [{}, { values: (_u, ticks) => ticks.map(duration), size: 60 }] },
+      { height: 180, series: [{}, ...series], axes: [{}, { values: (_u, ticks) => ticks.map(duration), size: 76 }] },
       rows,
     );
   }
@@ -109,6 +116,7 @@
   }
 
   function render(data) {
+    readAtMs = new Date(data.readAt).getTime();
     $("total-all").textContent = count(data.totals.all);
     for (const status of STATUSES) $(`total-${status}`).textContent = count(data.totals[status]);
     $("bucket").textContent = data.bucketSeconds === 3600 ? "hour" : `${data.bucketSeconds / 60} minutes`;
@@ -140,9 +148,10 @@
         cell(m.status),
         cell(duration(m.inStatusSeconds), "num"),
         cell(String(m.checkCount), "num"),
-        cell(time(m.nextCheckAt)),
+        cell(relative(m.lastCheckedAt)),
+        cell(relative(m.nextCheckAt)),
       ]),
-      6,
+      7,
     );
     const written = (byStatus) =>
       Object.entries(byStatus)
