@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (DOM types for the callbacks that run in the browser page.)
 /**
  * Regenerates docs/ops-page.png: the service as a newcomer runs it (sandbox, embedded database, no
  * configuration) with a day of history seeded in SQL, a few OTPs sent through the API while it runs, and

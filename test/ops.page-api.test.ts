@@ -60,6 +60,19 @@ describe("the ops page's access", () => {
     }
   });
 
+  it("when a file that is not the page's is asked for, or the sign-in form is oversized, then a 4xx problem answers", async () => {
+    for (const path of ["/ops/assets/nope.js", "/ops/assets/%2e%2e/routes.ts", "/ops/vendor/package.json"]) {
+      const res = await request(open.app).get(path);
+      expect(res.status, path).toBe(404);
+      expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+    }
+    const big = await request(open.app)
+      .post("/ops/login")
+      .type("form")
+      .send(`token=${"x".repeat(5000)}`);
+    expect(big.status).toBe(413);
+  });
+
   it("when OPS_TOKEN is shorter than 16 characters, then the configuration is refused naming it", () => {
     expect(() => loadConfig({ OPS_TOKEN: "short" })).toThrow(ConfigError);
     expect(() => loadConfig({ OPS_TOKEN: "short" })).toThrow(/OPS_TOKEN: must be at least 16 characters/);

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (DOM types for the callbacks that run in the browser page.)
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -201,7 +203,7 @@ describe("the ops page in Chromium", () => {
     ]).toEqual([duration(p50 as number), duration(p95 as number), duration(p99 as number)]);
 
     const rows = await page.$$eval("#failures tbody tr", (trs) =>
-      trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)),
+      trs.map((tr) => Array.from(tr.querySelectorAll("td")).map((td) => td.textContent)),
     );
     expect(rows.map(([code, message, messages]) => [code, message, messages])).toEqual(
       failures.map((f) => [f.error_code, f.error_message, f.messages]),
@@ -249,7 +251,7 @@ describe("the ops page in Chromium", () => {
     await expect.poll(() => number("#total-FAILED")).toBe(failedBefore + 1);
     const row = await page.$$eval("#failures tbody tr", (trs) =>
       trs
-        .map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent))
+        .map((tr) => Array.from(tr.querySelectorAll("td")).map((td) => td.textContent))
         .find((cells) => cells[0] === "131049"),
     );
     expect(row).toEqual(["131049", "Ecosystem engagement limit", "1", uuid]);

@@ -53,7 +53,7 @@ export function opsPageRouter({ pool, access, stuckAfterMs }: OpsPageOptions): R
   });
 
   // Static files hold no data: served without a session so the login form has its style.
-  router.use("/assets", express.static(PUBLIC_DIR, { index: false, fallthrough: false }));
+  router.use("/assets", express.static(PUBLIC_DIR, { index: false }));
   router.get(["/vendor/uPlot.iife.min.js", "/vendor/uPlot.min.css"], (req, res) => {
     res.sendFile(path.join(UPLOT_DIR, path.basename(req.path)));
   });
