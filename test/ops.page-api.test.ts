@@ -12,13 +12,17 @@ import { startTestApp, type TestApp } from "./support/test-app.ts";
 describe("the ops page's access", () => {
   let open: TestApp;
   let locked: TestApp;
+  let production: TestApp;
+  const PRODUCTION = { NODE_ENV: "production", API_KEYS: "k", WEBHOOK_SECRET: "s" };
   beforeAll(async () => {
     open = await startTestApp({ NODE_ENV: "development" });
-    locked = await startTestApp({ NODE_ENV: "production", API_KEYS: "k", WEBHOOK_SECRET: "s" });
+    locked = await startTestApp(PRODUCTION);
+    production = await startTestApp({ ...PRODUCTION, OPS_TOKEN: "production-ops-token-42" });
   });
   afterAll(async () => {
     await open.close();
     await locked.close();
+    await production.close();
   });
 
   it("when OPS_TOKEN is unset outside production, then the page, its files and its JSON are open", async () => {
@@ -43,6 +47,21 @@ describe("the ops page's access", () => {
     const login = await request(locked.app).post("/ops/login").type("form").send({ token: "" });
     expect(login.status).toBe(401);
     expect(login.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("when OPS_TOKEN is set in production, then signing in sets a Secure cookie that opens the JSON", async () => {
+    const login = await request(production.app)
+      .post("/ops/login")
+      .type("form")
+      .send({ token: "production-ops-token-42" });
+    expect(login.status).toBe(303);
+    const cookie = String(login.headers["set-cookie"]);
+    expect(cookie).toMatch(/; HttpOnly; Secure; SameSite=Strict$/);
+    const api = await request(production.app)
+      .get("/ops/api/overview")
+      .set("cookie", cookie.split(";")[0] as string);
+    expect(api.status).toBe(200);
+    expect((await request(production.app).get("/ops/api/overview")).status).toBe(401);
   });
 
   it("when the window is 1h, 7d or something else, then the buckets follow it or a 400 problem names it", async () => {

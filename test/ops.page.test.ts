@@ -231,6 +231,20 @@ describe("the ops page in Chromium", () => {
     for (const { to } of numbers) expect(html).not.toContain(to);
   });
 
+  it("switches to the last hour in 5-minute buckets when the window is chosen", async () => {
+    const [lastHour] = await sql<{ messages: string }>(
+      "SELECT count(*) AS messages FROM messages WHERE created_at >= now() - interval '1 hour'",
+    );
+    await page.selectOption("#window", "1h");
+    await page.waitForURL(/window=1h/);
+    await freshData();
+    expect(await text("#bucket")).toBe("5 minutes");
+    expect(await number("#total-all")).toBe(Number(lastHour?.messages));
+    await page.selectOption("#window", "24h");
+    await freshData();
+    expect(await number("#total-all")).toBe(240);
+  });
+
   it("shows a FAILED status the webhook reports after its next refresh", async () => {
     const failedBefore = await number("#total-FAILED");
     const sent = await fetch(`${base}/v1/messages`, {

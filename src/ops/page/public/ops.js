@@ -169,17 +169,22 @@
   }
 
   let timer;
+  let latest = 0; // only the newest read is drawn: one still on its way when the window changes is dropped
   async function refresh() {
     clearTimeout(timer);
+    const mine = ++latest;
     try {
       const res = await fetch(`/ops/api/overview?window=${encodeURIComponent(windowSelect.value)}`, {
         headers: { accept: "application/json" },
       });
       if (res.status === 401) return location.reload(); // the session ended: back to the sign-in form
       if (!res.ok) throw new Error(`the data could not be read (${res.status})`);
-      render(await res.json());
+      const data = await res.json();
+      if (mine !== latest) return;
+      render(data);
       $("error").hidden = true;
     } catch (error) {
+      if (mine !== latest) return;
       $("error").textContent = `${error.message}; showing the last data read`;
       $("error").hidden = false;
     }
