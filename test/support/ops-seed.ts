@@ -33,7 +33,7 @@ export async function seedOpsHistory(
      SELECT uuid, '38761' || (100000 + n % 800000), status::message_status, 6, created_at, created_at,
             CASE WHEN status NOT IN ('PENDING', 'FAILED') THEN created_at + (1 + n % 7) * interval '1 second' END,
             CASE WHEN status IN ('DELIVERED', 'READ') THEN created_at + (3 + n % 7 + n % 31) * interval '1 second' END,
-            CASE WHEN status = 'READ' THEN created_at + (40 + n % 7 + n % 31 + n * 7919 % 900) * interval '1 second' END,
+            CASE WHEN status = 'READ' THEN created_at + (40 + n % 7 + n % 31 + n::bigint * 7919 % 900) * interval '1 second' END,
             CASE WHEN status = 'FAILED' THEN created_at + interval '4 seconds' END,
             CASE WHEN status = 'EXPIRED' THEN least(created_at + interval '1 day', now()) END,
             CASE WHEN status = 'FAILED' THEN (ARRAY['131026', '131047', '130472'])[reason] END,

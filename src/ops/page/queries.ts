@@ -122,7 +122,26 @@ export interface Overview {
 
 const iso = (value: Date | null) => (value ? value.toISOString() : null);
 
-/** Everything the ops page shows for one window, read in one snapshot-free pass (each query is bounded). */
+/**
+ * Runs `work` on one connection (not one per query: the webhook's pool stays free) in one read-only snapshot
+ * (the panels agree with each other), with a time limit so a slow read cannot hold the connection.
+ */
+async function inReadOnlySnapshot<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    await client.query("SET LOCAL statement_timeout = '10s'");
+    const result = await work(client);
+    await client.query("COMMIT");
+    client.release();
+    return result;
+  } catch (error) {
+    client.release(true); // not back to the pool in an unknown state
+    throw error;
+  }
+}
+
+/** Everything the ops page shows for one window, read in one read-only snapshot (each query bounded). */
 export async function readOverview(
   pool: pg.Pool,
   options: { window: WindowName; stuckAfterMs: number; now?: Date },
@@ -132,16 +151,17 @@ export async function readOverview(
   const since = new Date(now.getTime() - seconds * 1000);
   const scope = scopeValues(since);
   const stuckAfter = [options.stuckAfterMs / 1000];
-  const [perBucket, latency, overall, failures, stuckSummary, stuckOldest, background, buffered] = await Promise.all([
-    pool.query(STATUS_PER_BUCKET, [...scope, bucketSeconds]),
-    pool.query(LATENCY_PER_BUCKET, [...scope, bucketSeconds]),
-    pool.query(LATENCY_OVERALL, scope),
-    pool.query(TOP_FAILURES, scope),
-    pool.query(STUCK_SUMMARY, stuckAfter),
-    pool.query(STUCK_OLDEST, stuckAfter),
-    pool.query(BACKGROUND, [since]),
-    pool.query(BUFFERED),
-  ]);
+  const [perBucket, latency, overall, failures, stuckSummary, stuckOldest, background, buffered] =
+    await inReadOnlySnapshot(pool, async (client) => [
+      await client.query(STATUS_PER_BUCKET, [...scope, bucketSeconds]),
+      await client.query(LATENCY_PER_BUCKET, [...scope, bucketSeconds]),
+      await client.query(LATENCY_OVERALL, scope),
+      await client.query(TOP_FAILURES, scope),
+      await client.query(STUCK_SUMMARY, stuckAfter),
+      await client.query(STUCK_OLDEST, stuckAfter),
+      await client.query(BACKGROUND, [since]),
+      await client.query(BUFFERED),
+    ]);
 
   const first = Math.floor(since.getTime() / 1000 / bucketSeconds) * bucketSeconds;
   const buckets: number[] = [];
