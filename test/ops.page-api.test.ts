@@ -115,9 +115,7 @@ describe("the ops page's query plans", () => {
   const since = () => new Date(Date.now() - 86_400_000);
 
   it.each([
-    ["STATUS_PER_BUCKET", [since(), 3600]],
-    ["LATENCY_PER_BUCKET", [since(), 3600]],
-    ["LATENCY_OVERALL", [since()]],
+    ["WINDOW_STATS", [since(), 3600]],
     ["TOP_FAILURES", [since()]],
     ["STUCK_SUMMARY", [300]],
   ] as const)("%s reads the window through an index, never the whole table", async (name, values) => {

@@ -22,23 +22,20 @@ const scopeValues = (since: Date): unknown[] => [since];
 // Buckets are aligned to the epoch in UTC, like the views' date_trunc('hour', ..., 'UTC').
 const BUCKET = `date_bin(make_interval(secs => $2), created_at, timestamptz '1970-01-01 00:00:00+00')`;
 
-const STATUS_PER_BUCKET = `
-  SELECT extract(epoch FROM ${BUCKET})::bigint AS bucket, status::text AS status, count(*)::int AS messages
-  FROM messages WHERE ${SCOPE}
-  GROUP BY 1, 2`;
-
-// Seconds from creation (the send) to each status, as p50/p95/p99 per bucket, over the messages that reached it.
+// Seconds from creation (the send) to each status, as p50/p95/p99, over the messages that reached it.
 const percentiles = (column: string) =>
   `percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM ${column} - created_at))
      FILTER (WHERE ${column} IS NOT NULL) AS ${column.replace("_at", "")}`;
-const LATENCY_PER_BUCKET = `
-  SELECT extract(epoch FROM ${BUCKET})::bigint AS bucket,
+
+// One pass over the window: per bucket and (bucket NULL) over the whole window, the messages by current status
+// (as ops_messages_per_hour counts them) and the latency percentiles.
+const WINDOW_STATS = `
+  SELECT extract(epoch FROM bucket)::bigint AS bucket,
+         ${STATUSES.map((s) => `count(*) FILTER (WHERE status = '${s}')::int AS "${s}"`).join(", ")},
          ${percentiles("sent_at")}, ${percentiles("delivered_at")}, ${percentiles("read_at")}
-  FROM messages WHERE ${SCOPE}
-  GROUP BY 1`;
-const LATENCY_OVERALL = `
-  SELECT ${percentiles("sent_at")}, ${percentiles("delivered_at")}, ${percentiles("read_at")}
-  FROM messages WHERE ${SCOPE}`;
+  FROM (SELECT ${BUCKET} AS bucket, status, created_at, sent_at, delivered_at, read_at
+        FROM messages WHERE ${SCOPE}) AS windowed
+  GROUP BY GROUPING SETS ((bucket), ())`;
 
 // Failed messages created in the window by reason (as ops_failure_reasons_per_day groups them), newest sample.
 const TOP_FAILURES = `
@@ -151,17 +148,17 @@ export async function readOverview(
   const since = new Date(now.getTime() - seconds * 1000);
   const scope = scopeValues(since);
   const stuckAfter = [options.stuckAfterMs / 1000];
-  const [perBucket, latency, overall, failures, stuckSummary, stuckOldest, background, buffered] =
-    await inReadOnlySnapshot(pool, async (client) => [
-      await client.query(STATUS_PER_BUCKET, [...scope, bucketSeconds]),
-      await client.query(LATENCY_PER_BUCKET, [...scope, bucketSeconds]),
-      await client.query(LATENCY_OVERALL, scope),
+  const [stats, failures, stuckSummary, stuckOldest, background, buffered] = await inReadOnlySnapshot(
+    pool,
+    async (client) => [
+      await client.query(WINDOW_STATS, [...scope, bucketSeconds]),
       await client.query(TOP_FAILURES, scope),
       await client.query(STUCK_SUMMARY, stuckAfter),
       await client.query(STUCK_OLDEST, stuckAfter),
       await client.query(BACKGROUND, [since]),
       await client.query(BUFFERED),
-    ]);
+    ],
+  );
 
   const first = Math.floor(since.getTime() / 1000 / bucketSeconds) * bucketSeconds;
   const buckets: number[] = [];
@@ -171,21 +168,14 @@ export async function readOverview(
   const nulls = () => buckets.map((): number | null => null);
 
   const statuses = Object.fromEntries(STATUSES.map((s) => [s, zeros()])) as Record<Status, number[]>;
-  const totals = { ...(Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>), all: 0 };
-  for (const row of perBucket.rows) {
-    const i = index.get(Number(row.bucket));
-    const status = row.status as Status;
-    if (i !== undefined) statuses[status][i] = row.messages;
-    totals[status] += row.messages;
-    totals.all += row.messages;
-  }
-
   const latencySeries = Object.fromEntries(
     LATENCY_TARGETS.map((t) => [t, { p50: nulls(), p95: nulls(), p99: nulls() }]),
   ) as Overview["latency"];
-  for (const row of latency.rows) {
+  const whole = stats.rows.find((row) => row.bucket === null) ?? {};
+  for (const row of stats.rows) {
     const i = index.get(Number(row.bucket));
-    if (i === undefined) continue;
+    if (row.bucket === null || i === undefined) continue;
+    for (const status of STATUSES) statuses[status][i] = row[status];
     for (const target of LATENCY_TARGETS) {
       const values = row[target] as Percentiles;
       latencySeries[target].p50[i] = values?.[0] ?? null;
@@ -193,10 +183,10 @@ export async function readOverview(
       latencySeries[target].p99[i] = values?.[2] ?? null;
     }
   }
-  const overallRow = overall.rows[0] ?? {};
+  const totals = Object.fromEntries(STATUSES.map((s) => [s, whole[s] ?? 0])) as Record<Status, number>;
   const latencyOverall = Object.fromEntries(
     LATENCY_TARGETS.map((t) => {
-      const values = overallRow[t] as Percentiles;
+      const values = whole[t] as Percentiles;
       return [t, { p50: values?.[0] ?? null, p95: values?.[1] ?? null, p99: values?.[2] ?? null }];
     }),
   ) as Overview["latencyOverall"];
@@ -211,7 +201,7 @@ export async function readOverview(
     bucketSeconds,
     buckets,
     statuses,
-    totals,
+    totals: { ...totals, all: STATUSES.reduce((sum, s) => sum + totals[s], 0) },
     latency: latencySeries,
     latencyOverall,
     failures: failures.rows.map((r) => ({
@@ -245,4 +235,4 @@ export async function readOverview(
 }
 
 /** The queries, for the plan test (EXPLAIN) and the benchmark. */
-export const OVERVIEW_QUERIES = { STATUS_PER_BUCKET, LATENCY_PER_BUCKET, LATENCY_OVERALL, TOP_FAILURES, STUCK_SUMMARY };
+export const OVERVIEW_QUERIES = { WINDOW_STATS, TOP_FAILURES, STUCK_SUMMARY };
