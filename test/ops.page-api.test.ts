@@ -2,6 +2,7 @@ import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
+import { newSession } from "../src/ops/page/access.ts";
 import { OVERVIEW_QUERIES } from "../src/ops/page/queries.ts";
 import { openIsolatedDatabase } from "./support/isolated-database.ts";
 import { seedOpsHistory } from "./support/ops-seed.ts";
@@ -62,6 +63,11 @@ describe("the ops page's access", () => {
       .set("cookie", cookie.split(";")[0] as string);
     expect(api.status).toBe(200);
     expect((await request(production.app).get("/ops/api/overview")).status).toBe(401);
+    // A session signed with the right token but 12 hours old has ended.
+    const ended = newSession("production-ops-token-42", Date.now() - 12 * 3_600_000 - 1000);
+    expect((await request(production.app).get("/ops/api/overview").set("cookie", `ops_session=${ended}`)).status).toBe(
+      401,
+    );
   });
 
   it("when the window is 1h, 7d or something else, then the buckets follow it or a 400 problem names it", async () => {
