@@ -14,7 +14,8 @@ export type WindowName = keyof typeof WINDOWS;
  * The scope every windowed query shares: messages created since `$1`. The numbers match the ops_* views
  * (same buckets and filters), but each query names `created_at` itself so the created_at indexes bound it
  * to the window; a view's `hour` column cannot use an index. Per-team filtering, once messages carry a
- * team, is one more condition here (`AND team = $n`) and one more value in `scopeValues`.
+ * team, is one more condition here (`AND team = $3`) and one more value in `scopeValues`; the stuck queries
+ * take the same condition on `m.team`.
  */
 const SCOPE = `created_at >= $1`;
 const scopeValues = (since: Date): unknown[] => [since];
