@@ -27,6 +27,7 @@ import { instrumentBetatel } from "./ops/instrument-betatel.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { metricsRouter } from "./ops/metrics-route.ts";
 import { methodNotAllowedHandler, openApiRouter } from "./ops/openapi.ts";
+import { opsPageRouter } from "./ops/page/routes.ts";
 import { verificationsRouter } from "./verifications/routes.ts";
 import { webhookRouter } from "./webhooks/routes.ts";
 
@@ -95,6 +96,18 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(healthRouter(db));
   app.use(metricsRouter(metrics, config.METRICS_TOKEN));
   app.use(openApiRouter());
+  app.use(
+    "/ops",
+    opsPageRouter({
+      pool: db.pool,
+      access: {
+        token: config.OPS_TOKEN,
+        locked: config.NODE_ENV === "production" && !config.OPS_TOKEN,
+        secureCookie: config.NODE_ENV === "production",
+      },
+      stuckAfterMs: config.RECONCILE_AFTER_MS,
+    }),
+  );
 
   const keys = deps.keys ?? createKeyResolver({ db, staticKeys: config.API_KEYS });
   const refused = (reason: string, team: string) => metrics.sendRefusals.inc({ reason, team: metrics.teamLabel(team) });

@@ -165,6 +165,11 @@ const envSchema = z.object({
     .default("Your verification code is {code}. It expires in {minutes} minutes."),
   // Operations (docs/ops.md): /metrics guard and the retention job.
   METRICS_TOKEN: optionalSecret,
+  // The ops page's sign-in token (src/ops/page); in production the page is locked without it.
+  OPS_TOKEN: optionalSecret.refine(
+    (value) => value === undefined || value.length >= 16,
+    "must be at least 16 characters",
+  ),
   RETENTION_INTERVAL_MS: milliseconds(3_600_000),
   BUFFERED_RETENTION_MS: milliseconds(7 * 86_400_000),
   // Unset or empty: messages are kept forever.

@@ -90,6 +90,13 @@ for (const warning of configWarnings(config)) logger.warn(warning);
 if (config.API_KEYS.length === 0) {
   logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it until a key is created with `npm run keys`");
 }
+if (!config.OPS_TOKEN) {
+  logger.warn(
+    config.NODE_ENV === "production"
+      ? "OPS_TOKEN is unset: the ops page at /ops is locked"
+      : "OPS_TOKEN is unset: the ops page at /ops is open to anyone who can reach it",
+  );
+}
 
 // Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
 const notifier = await createMessageNotifier(db, { logger });

@@ -100,6 +100,18 @@ describe("sandbox mode (no Betatel credentials)", () => {
       ["READ", "applied", "webhook"],
     ]);
   });
+
+  it("when nothing is configured, then the ops page is open (with a warning at start) and counts the sandbox's OTPs", async () => {
+    expect(logs.find((log) => /OPS_TOKEN is unset/.test(log.msg))).toMatchObject({
+      level: 40,
+      msg: "OPS_TOKEN is unset: the ops page at /ops is open to anyone who can reach it",
+    });
+    expect((await fetch(`${baseUrl}/ops`)).status).toBe(200);
+    const overview = await fetch(`${baseUrl}/ops/api/overview?window=1h`);
+    expect(overview.status).toBe(200);
+    const body = (await overview.json()) as { totals: { READ: number } };
+    expect(body.totals.READ).toBeGreaterThanOrEqual(1); // the OTP of the test above
+  });
 });
 
 interface MessageBody {

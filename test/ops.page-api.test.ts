@@ -1,0 +1,140 @@
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.ts";
+import type { Database } from "../src/db/database.ts";
+import { newSession } from "../src/ops/page/access.ts";
+import { OVERVIEW_QUERIES } from "../src/ops/page/queries.ts";
+import { openIsolatedDatabase } from "./support/isolated-database.ts";
+import { seedOpsHistory } from "./support/ops-seed.ts";
+import { startTestApp, type TestApp } from "./support/test-app.ts";
+
+// The ops page's access rules and JSON, through HTTP; its queries' plans on a realistically sized table.
+
+describe("the ops page's access", () => {
+  let open: TestApp;
+  let locked: TestApp;
+  let production: TestApp;
+  const PRODUCTION = {
+    NODE_ENV: "production",
+    API_KEYS: "k",
+    WEBHOOK_SECRET: "s",
+    VERIFY_SECRET: "ops-page-test-verify-secret-0123456789",
+    WATCH_SECRET: "ops-page-test-watch-secret-01234567890",
+    // Checked by the configuration only: the test app runs on the test's own database.
+    DATABASE_URL: "postgresql://unused@127.0.0.1/unused",
+  };
+  beforeAll(async () => {
+    open = await startTestApp({ NODE_ENV: "development" });
+    locked = await startTestApp(PRODUCTION);
+    production = await startTestApp({ ...PRODUCTION, OPS_TOKEN: "production-ops-token-42" });
+  });
+  afterAll(async () => {
+    await open.close();
+    await locked.close();
+    await production.close();
+  });
+
+  it("when OPS_TOKEN is unset outside production, then the page, its files and its JSON are open", async () => {
+    const page = await request(open.app).get("/ops");
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<script src="/ops/assets/ops.js" defer></script>');
+    const chart = await request(open.app).get("/ops/vendor/uPlot.iife.min.js");
+    expect(chart.status).toBe(200);
+    expect(chart.headers["content-type"]).toMatch(/javascript/);
+    const api = await request(open.app).get("/ops/api/overview");
+    expect(api.status).toBe(200);
+    expect(api.body).toMatchObject({ window: "24h", bucketSeconds: 3600, totals: { all: expect.any(Number) } });
+  });
+
+  it("when OPS_TOKEN is unset in production, then the page and its JSON answer 401 and no token signs in", async () => {
+    const page = await request(locked.app).get("/ops");
+    expect(page.status).toBe(401);
+    expect(page.text).toContain("OPS_TOKEN is not set");
+    const api = await request(locked.app).get("/ops/api/overview");
+    expect(api.status).toBe(401);
+    expect(api.body.code).toBe("unauthorized");
+    const login = await request(locked.app).post("/ops/login").type("form").send({ token: "" });
+    expect(login.status).toBe(401);
+    expect(login.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("when OPS_TOKEN is set in production, then signing in sets a Secure cookie that opens the JSON", async () => {
+    const login = await request(production.app)
+      .post("/ops/login")
+      .type("form")
+      .send({ token: "production-ops-token-42" });
+    expect(login.status).toBe(303);
+    const cookie = String(login.headers["set-cookie"]);
+    expect(cookie).toMatch(/; HttpOnly; Secure; SameSite=Strict$/);
+    const api = await request(production.app)
+      .get("/ops/api/overview")
+      .set("cookie", cookie.split(";")[0] as string);
+    expect(api.status).toBe(200);
+    expect((await request(production.app).get("/ops/api/overview")).status).toBe(401);
+    // A session signed with the right token but 12 hours old has ended.
+    const ended = newSession("production-ops-token-42", Date.now() - 12 * 3_600_000 - 1000);
+    expect((await request(production.app).get("/ops/api/overview").set("cookie", `ops_session=${ended}`)).status).toBe(
+      401,
+    );
+  });
+
+  it("when the window is 1h, 7d or something else, then the buckets follow it or a 400 problem names it", async () => {
+    const hour = await request(open.app).get("/ops/api/overview?window=1h");
+    expect(hour.body).toMatchObject({ window: "1h", bucketSeconds: 300 });
+    expect(hour.body.buckets.length).toBeGreaterThanOrEqual(12);
+    const week = await request(open.app).get("/ops/api/overview?window=7d");
+    expect(week.body).toMatchObject({ window: "7d", bucketSeconds: 3600 });
+    expect(week.body.buckets.length).toBeGreaterThanOrEqual(168);
+    for (const bad of ["?window=2h", "?window=24h&window=7d"]) {
+      const res = await request(open.app).get(`/ops/api/overview${bad}`);
+      expect(res.status).toBe(400);
+      expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(res.body.errors).toEqual([{ path: "window", message: "must be one of 1h, 24h, 7d" }]);
+    }
+  });
+
+  it("when a file that is not the page's is asked for, or the sign-in form is oversized, then a 4xx problem answers", async () => {
+    for (const path of ["/ops/assets/nope.js", "/ops/assets/%2e%2e/routes.ts", "/ops/vendor/package.json"]) {
+      const res = await request(open.app).get(path);
+      expect(res.status, path).toBe(404);
+      expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+    }
+    const big = await request(open.app)
+      .post("/ops/login")
+      .type("form")
+      .send(`token=${"x".repeat(5000)}`);
+    expect(big.status).toBe(413);
+  });
+
+  it("when OPS_TOKEN is shorter than 16 characters, then the configuration is refused naming it", () => {
+    expect(() => loadConfig({ OPS_TOKEN: "short" })).toThrow(ConfigError);
+    expect(() => loadConfig({ OPS_TOKEN: "short" })).toThrow(/OPS_TOKEN: must be at least 16 characters/);
+  });
+});
+
+describe("the ops page's query plans", () => {
+  // A database of its own: 50,000 messages over 30 days (about 1,700 in the last 24 hours) and their events,
+  // ANALYZEd, so the planner sees a table where the window is a small slice.
+  let db: Database;
+  beforeAll(async () => {
+    db = await openIsolatedDatabase(1);
+    await seedOpsHistory(db.pool, { count: 50_000, spanHours: 30 * 24 });
+    await db.pool.query("ANALYZE messages");
+    await db.pool.query("ANALYZE message_events");
+  });
+  afterAll(() => db.close());
+
+  const explain = async (text: string, values: unknown[]) =>
+    (await db.pool.query(`EXPLAIN ${text}`, values)).rows.map((row) => row["QUERY PLAN"]).join("\n");
+  const since = () => new Date(Date.now() - 86_400_000);
+
+  it.each([
+    ["WINDOW_STATS", [since(), 3600]],
+    ["TOP_FAILURES", [since()]],
+    ["STUCK_SUMMARY", [300]],
+  ] as const)("%s reads the window through an index, never the whole table", async (name, values) => {
+    const plan = await explain(OVERVIEW_QUERIES[name], [...values]);
+    expect(plan).toMatch(/Index (Only )?Scan|Bitmap Index Scan/);
+    expect(plan).not.toMatch(/Seq Scan on messages/);
+  });
+});
