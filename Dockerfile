@@ -29,5 +29,5 @@ EXPOSE 3000
 # /readyz answers 200 once the database answers; plain node, no curl in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/readyz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown). It applies pending migrations once,
-# then serves. Heap flags as in `npm run serve` (README, Performance).
+# then serves. Heap flags as in `npm run serve` (docs/performance.md).
 CMD ["node", "--max-old-space-size=160", "--max-semi-space-size=4", "dist/server.js"]

@@ -26,7 +26,7 @@ const env = process.env;
 const MESSAGES = Number(env.BENCH_MESSAGES ?? 20_000);
 const SECONDS = Number(env.BENCH_SECONDS ?? 12);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 32);
-// The service's own default (src/config.ts); 4, 8, 16 and 32 measured the same within noise (README, Performance).
+// The service's own default (src/config.ts); 4, 8, 16 and 32 measured the same within noise (docs/performance.md).
 const POOL_SIZE = Number(env.DATABASE_POOL_SIZE ?? 10);
 // The heap flags `npm run serve` and the Dockerfile start the service with: the bench measures what ships.
 const NODE_ARGS = (env.BENCH_NODE_ARGS ?? "--max-old-space-size=160 --max-semi-space-size=4")

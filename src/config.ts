@@ -163,7 +163,7 @@ const envSchema = z.object({
     .max(4000)
     .refine((text) => text.includes("{code}"), "must contain {code}")
     .default("Your verification code is {code}. It expires in {minutes} minutes."),
-  // Operations (docs/ops.md): /metrics guard and the retention job.
+  // Operations (docs/operations.md): /metrics guard and the retention job.
   METRICS_TOKEN: optionalSecret,
   // The ops page's sign-in token (src/ops/page); in production the page is locked without it.
   OPS_TOKEN: optionalSecret.refine(

@@ -1,6 +1,6 @@
 // The one place that decides whether a database failure means "the storage cannot serve now, try again"
 // (answered 503 `storage_unavailable` with Retry-After) rather than "this request hit a bug" (500).
-// The README (Security, Faults: "Database cannot serve now") lists the same set.
+// docs/security.md (Faults: "Database cannot serve now") lists the same set.
 
 /** SQLSTATE classes that are never the query's fault. */
 const UNAVAILABLE_SQLSTATE_CLASSES = new Set([

@@ -22,7 +22,7 @@ export type ChangeListener = (signal: "changed" | "closing") => void;
  * NOTIFY per process is in flight. One LISTEN connection per process receives them, skips its own (by the
  * instance tag: already heard) and fans the others out by uuid. Not a trigger on `messages`: NOTIFY holds a
  * database-wide lock through commit, and measured here a per-row trigger cut concurrent status updates from
- * ~1700 to ~230 per second (README, Live status).
+ * ~1700 to ~230 per second (docs/api.md, Live status).
  * On the embedded database there is no second connection to LISTEN on: `published` emits in-process only
  * (the embedded database serves one process anyway).
  */

@@ -69,7 +69,7 @@ export async function createMessage(db: Database, message: NewMessage, withinMs 
 
 // One statement, so one snapshot: the status always comes with its event (two reads could see a status whose
 // event is not committed yet). Raw and prepared: this is the polled read path, and Prisma's query compiler was a
-// third of its CPU (README, Performance). The message, its events oldest first.
+// third of its CPU (docs/performance.md). The message, its events oldest first.
 export const FIND_MESSAGE = `SELECT m.uuid, m."to", m.status, m.text_length AS "textLength", m.created_at AS "createdAt",
     m.updated_at AS "updatedAt", m.sent_at AS "sentAt", m.delivered_at AS "deliveredAt", m.read_at AS "readAt",
     m.failed_at AS "failedAt", m.expired_at AS "expiredAt", m.error_code AS "errorCode",
