@@ -3,15 +3,18 @@
  * next to the database's own ceiling (pgbench running the same SQL), then a check of every stored row.
  * Settings (environment): BENCH_MESSAGES (messages per phase, default 20000), BENCH_SECONDS (per phase, 12),
  * BENCH_CONNECTIONS (32), DATABASE_POOL_SIZE (of each service instance, default below),
- * BENCH_PHASES (comma list of single,duplicates,peer,batch,read,pgbench,two; default all), BENCH_CPU_PROF=1 (profile the server),
+ * BENCH_PHASES (comma list of single,duplicates,peer,batch,callbacks,read,pgbench,two; default all), BENCH_CPU_PROF=1 (profile the server),
  * BENCH_NODE_ARGS (extra node flags for the service, e.g. "--max-semi-space-size=4"),
  * BENCH_ADMIN_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
  */
 import { execFile, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { addEndpoint } from "../src/callbacks/endpoints.ts";
 import { FIND_MESSAGE } from "../src/messages/repository.ts";
 import type { Status } from "../src/messages/status.ts";
 import { BASELINE_FUNCTION } from "./baseline-peer.ts";
@@ -33,7 +36,7 @@ const NODE_ARGS = (env.BENCH_NODE_ARGS ?? "--max-old-space-size=160 --max-semi-s
   .split(" ")
   .filter(Boolean);
 const BATCH = 100;
-const PHASES = new Set((env.BENCH_PHASES ?? "single,duplicates,peer,batch,read,pgbench,two").split(","));
+const PHASES = new Set((env.BENCH_PHASES ?? "single,duplicates,peer,batch,callbacks,read,pgbench,two").split(","));
 const ADMIN_URL = env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const RESULTS_DIR = path.join(ROOT, "bench/results");
 const SEED = Number(env.BENCH_SEED ?? 20261127);
@@ -213,10 +216,55 @@ const SINGLE = "webhook, 1 status/request";
 const DUPLICATES = "webhook, 1 status/request, retry storm (duplicates)";
 const PEER = "baseline peer, 1 status/request";
 const BATCHED = `webhook, ${BATCH} statuses/request`;
+const SINGLE_CALLBACKS = "webhook, 1 status/request, one callback endpoint";
+const BATCHED_CALLBACKS = `webhook, ${BATCH} statuses/request, one callback endpoint`;
 const READ = "GET /v1/messages/:uuid";
 const TWO = "webhook, 1 status/request, 2 instances";
 const CEILING = "ceiling: UPDATE + INSERT in one transaction, -M prepared";
 const POINT_READ = "GET's query, -M prepared";
+
+/** Starts a delivering instance and times how long it takes to deliver every queued callback. */
+async function drainCallbacks(
+  database: BenchDatabase,
+  receiver: Awaited<ReturnType<typeof startReceiver>>,
+  start: () => Promise<Service>,
+): Promise<{ delivered: number; perSecond: number }> {
+  const { rows } = await database.pool.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM callback_deliveries WHERE status = 'pending'",
+  );
+  const queued = rows[0]?.n ?? 0;
+  const before = receiver.received();
+  const service = await start();
+  const started = performance.now();
+  try {
+    const deadline = Date.now() + 120_000;
+    while (receiver.received() - before < queued && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    await service.stop();
+  }
+  const delivered = receiver.received() - before;
+  return { delivered, perSecond: delivered / ((performance.now() - started) / 1000) };
+}
+
+/** A product team's callback receiver on loopback: answers 204 at once and counts what it got. */
+async function startReceiver() {
+  let received = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      received++;
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/otp-status`,
+    received: () => received,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 
 const pct = (share: number | undefined) => (share === undefined ? "-" : `${(share * 100).toFixed(0)}%`);
 const fmt = (value: number | undefined, digits = 0) =>
@@ -243,8 +291,10 @@ async function main() {
       two: histories(MESSAGES * 7 + 1, MESSAGES, createdAt, rand),
       ceiling: { first: MESSAGES * 8 + 1, count: MESSAGES * 2 },
       peer: histories(MESSAGES * 10 + 1, MESSAGES, createdAt, rand),
+      singleWithCallbacks: histories(MESSAGES * 11 + 1, MESSAGES, createdAt, rand),
+      batchWithCallbacks: histories(MESSAGES * 12 + 1, MESSAGES * 2, createdAt, rand),
     };
-    const seeded = MESSAGES * 11;
+    const seeded = MESSAGES * 14;
     await seedMessages(database.pool, 1, seeded, createdAt);
     await database.pool.query(BASELINE_FUNCTION);
     await database.pool.query("VACUUM ANALYZE messages");
@@ -264,6 +314,7 @@ async function main() {
 
     const sent = new Map<number, Sent>();
     const phases: PhaseFigures[] = [];
+    let callbacks: { delivered: number; perSecond: number } | undefined;
     const step = (label: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${label}`);
     if (PHASES.has("single")) {
       step("1. single-status webhooks");
@@ -287,6 +338,36 @@ async function main() {
     if (PHASES.has("batch")) {
       step("2. batched webhooks");
       phases.push(await webhookPhase(BATCHED, [first], arrivals(sets.batch, rand), BATCH, sent));
+    }
+    if (PHASES.has("callbacks")) {
+      // The same work with one callback endpoint registered: each status change also writes its outbox row
+      // (delivery is off in this instance). Then an instance that delivers drains the queue to a local receiver.
+      const receiver = await startReceiver();
+      const endpoint = await addEndpoint(database.pool, {
+        team: "default",
+        url: receiver.url,
+        events: ["message.status"],
+      });
+      try {
+        step("2b. single-status webhooks, one callback endpoint");
+        phases.push(await webhookPhase(SINGLE_CALLBACKS, [first], arrivals(sets.singleWithCallbacks, rand), 1, sent));
+        step("2c. batched webhooks, one callback endpoint");
+        phases.push(
+          await webhookPhase(BATCHED_CALLBACKS, [first], arrivals(sets.batchWithCallbacks, rand), BATCH, sent),
+        );
+        step("2d. delivering the queued callbacks");
+        callbacks = await drainCallbacks(database, receiver, () =>
+          startService({
+            databaseUrl: database?.url as string,
+            poolSize: POOL_SIZE,
+            nodeArgs: NODE_ARGS,
+            env: { CALLBACKS_POLL_MS: "50" },
+          }),
+        );
+      } finally {
+        await database.pool.query("DELETE FROM callback_endpoints WHERE id = $1", [endpoint.id]);
+        await receiver.close();
+      }
     }
     if (PHASES.has("read")) {
       step("3. GET /v1/messages/:uuid");
@@ -334,7 +415,13 @@ async function main() {
     for (const service of services.splice(0)) await service.stop();
 
     step("verifying every message");
-    const checked = [...sets.single, ...sets.batch, ...sets.two];
+    const checked = [
+      ...sets.single,
+      ...sets.batch,
+      ...sets.two,
+      ...sets.singleWithCallbacks,
+      ...sets.batchWithCallbacks,
+    ];
     const problems = await verify(database.pool, checked, sent);
     const eventsPerStatus = await database.pool.query<{ dupes: string }>(
       "SELECT count(*) - count(DISTINCT (uuid, status)) AS dupes FROM message_events",
@@ -366,6 +453,11 @@ async function main() {
       );
     }
     console.log(`\nservice peak RSS (VmHWM): ${fmt(peakRssMiB, 1)} MiB; pool size ${POOL_SIZE}`);
+    if (callbacks) {
+      console.log(
+        `status callbacks: ${callbacks.delivered} delivered to a local receiver at ${fmt(callbacks.perSecond)}/s (one instance)`,
+      );
+    }
 
     const single = rows.find((r) => r.name === SINGLE);
     const duplicates = rows.find((r) => r.name === DUPLICATES);
@@ -394,6 +486,15 @@ async function main() {
       "batched statuses/s >= 2x the ceiling": atLeast(batch?.ratioToCeiling, 2),
       "GET >= 0.5x the pgbench point read": atLeast(ratio(read?.throughput, pg[POINT_READ]?.tps), 0.5),
       "peak RSS < 150 MB": peakRssMiB * 1.048576 < 150,
+      "with a callback endpoint, single-status >= 0.85x without": atLeast(
+        ratio(rows.find((r) => r.name === SINGLE_CALLBACKS)?.throughput, single?.throughput),
+        0.85,
+      ),
+      "with a callback endpoint, batched >= 0.85x without": atLeast(
+        ratio(rows.find((r) => r.name === BATCHED_CALLBACKS)?.throughput, batch?.throughput),
+        0.85,
+      ),
+      "callbacks delivered/s >= single-status webhooks/s": atLeast(callbacks?.perSecond, single?.throughput),
     };
     console.log("\ntargets (measured in this run):");
     for (const [target, met] of Object.entries(targets)) {

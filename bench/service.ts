@@ -34,7 +34,7 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts `src/server.ts` as its own node process (node --import tsx, so the pid is the server itself).
+ * Starts `dist/server.js` as its own node process (so the pid is the server itself).
  * Betatel credentials point at a closed local port: not sandbox mode, and nothing here sends messages.
  */
 export async function startService(options: {
@@ -46,7 +46,8 @@ export async function startService(options: {
   const port = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    [...(options.nodeArgs ?? []), "--import", "tsx", "src/server.ts"],
+    // What production runs: the compiled service (`npm run bench` builds it first).
+    [...(options.nodeArgs ?? []), "dist/server.js"],
     {
       cwd: ROOT,
       stdio: ["ignore", "inherit", "inherit"],
@@ -65,6 +66,12 @@ export async function startService(options: {
         WATCH_SECRET: "bench-watch-secret-0123456789abcdef0123",
         API_KEYS: API_KEY,
         RECONCILE_INTERVAL_MS: "0",
+        // Status callbacks: the callback phases register an endpoint on loopback.
+        CALLBACKS_SECRET: "bench-callbacks-secret-0123456789abcdef",
+        CALLBACKS_ALLOW_PRIVATE: "true",
+        // Off while the load runs: the callback phases measure the outbox's cost on ingest, the drain after them
+        // measures delivery on its own.
+        CALLBACKS_POLL_MS: "0",
         ...options.env,
       },
     },

@@ -99,7 +99,9 @@ export async function recordAttempt(pool: pg.Pool, delivery: ClaimedDelivery, ou
                  THEN 'every delivery failed for 5 days'
                ELSE e.disabled_reason END,
              updated_at = $4
-        FROM delivery WHERE e.id = delivery.endpoint_id`,
+        FROM delivery
+       -- A success changes the endpoint only if it was failing: deliveries to one endpoint do not queue on its row.
+       WHERE e.id = delivery.endpoint_id AND ($2 <> 'delivered' OR e.failing_since IS NOT NULL)`,
     values: [
       delivery.id,
       status,

@@ -40,8 +40,8 @@ function attemptResult(result: CallbackResult): AttemptResult {
  * receiver is fed as fast as it answers, while a dead one can only hold `perEndpoint` slots.
  */
 export function createCallbackWorker(options: CallbackWorkerOptions) {
-  const maxInFlight = options.maxInFlight ?? 64;
-  const perEndpoint = options.perEndpoint ?? 16;
+  const maxInFlight = options.maxInFlight ?? 128;
+  const perEndpoint = options.perEndpoint ?? 32;
   const timeoutMs = options.timeoutMs ?? CALLBACK_TIMEOUT_MS;
   const leaseMs = timeoutMs * 4;
   const now = options.now ?? (() => new Date());
