@@ -70,7 +70,10 @@ describe("live status at the default caps, in the real process", () => {
     // The database the run uses: on the embedded run, the zero-config path (PGlite in a folder of its own).
     const dataDir = embedded ? await mkdtemp(path.join(tmpdir(), "otp-live-")) : undefined;
     const server = await spawnServer(
-      dataDir ? { ...env({ RATE_LIMIT_PER_MINUTE: "0" }), DATABASE_URL: "", DATA_DIR: dataDir } : env(),
+      dataDir
+        ? // Production refuses the embedded database: this is the development start on it.
+          { ...env({ RATE_LIMIT_PER_MINUTE: "0" }), NODE_ENV: "development", DATABASE_URL: "", DATA_DIR: dataDir }
+        : env(),
       30_000,
       { nodeFlags: flags },
     );
