@@ -15,6 +15,7 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 const adminUrl = process.env.SMOKE_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const API_KEY = "smoke-api-key";
 const WEBHOOK_SECRET = "smoke-webhook-secret";
+const OPS_TOKEN = "smoke-ops-token-smoke-ops-token";
 
 function check(condition: unknown, what: string): asserts condition {
   if (!condition) throw new Error(`smoke failed: ${what}`);
@@ -52,6 +53,7 @@ const child = spawn(
       VERIFY_SECRET: "smoke-verify-secret-smoke-verify-secret",
       WATCH_SECRET: "smoke-watch-secret-smoke-watch-secret-00",
       RECONCILE_INTERVAL_MS: "0",
+      OPS_TOKEN,
     },
   },
 );
@@ -104,6 +106,24 @@ try {
   check(read.status === 200 && stored.status === "DELIVERED", `read: ${read.status} ${stored.status}`);
   check(stored.events?.length === 2, `read: ${stored.events?.length} events, expected PENDING and DELIVERED`);
   console.log(`webhook applied; GET shows DELIVERED with 2 events; server RSS ${rssMiB(child.pid ?? 0)} MiB`);
+
+  // The ops page's static files live outside TypeScript: the build must copy them into dist/.
+  const login = await fetch(`${base}/ops/login`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token: OPS_TOKEN }),
+    redirect: "manual",
+  });
+  const cookie = login.headers.get("set-cookie")?.split(";")[0] ?? "";
+  check(login.status === 303 && cookie, `ops sign-in: ${login.status}`);
+  const page = await fetch(`${base}/ops`, { headers: { cookie } });
+  const html = await page.text();
+  check(page.status === 200 && html.includes("<html"), `GET /ops answered ${page.status}: ${html.slice(0, 200)}`);
+  for (const asset of ["/ops/assets/ops.js", "/ops/assets/ops.css", "/ops/vendor/uPlot.iife.min.js"]) {
+    const file = await fetch(`${base}${asset}`);
+    check(file.status === 200, `GET ${asset} answered ${file.status}`);
+  }
+  console.log("ops page: sign-in, page and assets served from dist/");
 
   child.kill("SIGTERM");
   const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve("timeout"), 30_000))]);
