@@ -123,6 +123,22 @@ describe("teams: every read is limited to the caller's team", () => {
     expect(stuck.rows).toEqual([{ team: "growth" }]);
   });
 
+  it("when a request carries two different keys, then 401 (no guessing which team is meant); the same key twice is fine", async () => {
+    const both = await request(t.app)
+      .get("/v1/messages")
+      .set({ ...as(BILLING), "x-api-key": GROWTH });
+    expect(both.status).toBe(401);
+    expect(both.body.code).toBe("unauthorized");
+    const wrongAndRight = await request(t.app)
+      .get("/v1/messages")
+      .set({ ...as(GROWTH), "x-api-key": "not-a-key" });
+    expect(wrongAndRight.status).toBe(401);
+    await request(t.app)
+      .get("/v1/messages")
+      .set({ ...as(GROWTH), "x-api-key": GROWTH })
+      .expect(200);
+  });
+
   it("when two teams use the same Idempotency-Key, then each gets its own message and Betatel is called twice", async () => {
     const key = `same-${aUuid()}`;
     const body = { to: aPhoneNumber(), text: "Your code is 303030" };

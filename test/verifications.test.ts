@@ -122,6 +122,17 @@ describe("POST /v1/verifications/:id/check", () => {
     expect(again.body).toMatchObject({ code: "verification_closed", status: "approved" });
   });
 
+  it.each(["", " ", "-----", "１２３４５６", "12ab56"])(
+    "when the code is %j (no digits, or not only digits), then 400 and no check is used",
+    async (code) => {
+      const { id } = await aVerification();
+      const res = await checkCode(t.app, owner.auth, id, code).expect(400);
+      expect(res.body.errors.map((e: { path: string }) => e.path)).toContain("code");
+      const read = await request(t.app).get(`/v1/verifications/${id}`).set(owner.auth).expect(200);
+      expect(read.body.checksLeft).toBe(5);
+    },
+  );
+
   it("when the code is typed with spaces or dashes, then it still matches", async () => {
     const { id, code } = await aVerification();
     await checkCode(t.app, owner.auth, id, `${code.slice(0, 3)} ${code.slice(3)}`).expect(200);

@@ -37,8 +37,11 @@ const unauthorized = () =>
  */
 export function requireApiKey(keys: KeyResolver): RequestHandler {
   return async (req, res, next) => {
-    const header = req.headers["x-api-key"];
-    const presented = bearerToken(req.headers.authorization) ?? (typeof header === "string" ? header : undefined);
+    const header = typeof req.headers["x-api-key"] === "string" ? req.headers["x-api-key"] : undefined;
+    const bearer = bearerToken(req.headers.authorization);
+    // Two different keys in one request: which one was meant is a guess, and a guess must not pick a team.
+    if (bearer !== undefined && header !== undefined && bearer !== header) return next(unauthorized());
+    const presented = bearer ?? header;
     const caller = presented ? await withStorage(() => keys.resolve(presented)) : undefined;
     if (presented && caller) {
       res.locals.apiKeyId = secretId(presented);

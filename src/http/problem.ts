@@ -80,6 +80,7 @@ function fromHttpError(error: unknown): AppError | undefined {
   if (status === 415 || type === "encoding.unsupported" || type === "charset.unsupported") {
     return new AppError(415, "unsupported_media_type", "Unsupported media type", "Send application/json.");
   }
+  if (status === 404) return notFound("Nothing is served at this path.", "route_not_found");
   return new AppError(status, "bad_request", "Bad request", "The request could not be read.");
 }
 

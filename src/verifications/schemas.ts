@@ -16,6 +16,8 @@ const codeSchema = z
   .string()
   .max(32, "is too long")
   .transform((code) => code.replace(/[\s-]/g, ""))
+  // Nothing typed, or not digits: a mistake of the form, not a guess, so it does not use up a check.
+  .refine((code) => /^[0-9]{1,32}$/.test(code), "must be the code's digits (spaces and dashes are ignored)")
   .meta({ description: "The code the person received.", example: "482910" });
 
 export const checkBodySchema = z.strictObject({ code: codeSchema }).meta({ id: "CheckVerificationRequest" });
