@@ -3,7 +3,7 @@ import { parseRetryAfter } from "../src/betatel/client.ts";
 import { toDate, toStatus } from "../src/betatel/delivery-record.ts";
 import { changedUuids } from "../src/live/publish.ts";
 import { hasReached } from "../src/live/wait.ts";
-import { STATUSES, type Status } from "../src/messages/status.ts";
+import { STATUSES, type Status } from "../src/tracking/status.ts";
 
 describe("hasReached (long-poll)", () => {
   const reachedBy = (wanted: Status) => STATUSES.filter((current) => hasReached(current, wanted));

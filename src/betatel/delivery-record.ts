@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { isPlausibleEventTime, unixToMillis } from "../messages/event-time.ts";
-import type { Status } from "../messages/status.ts";
+import { isPlausibleEventTime, unixToMillis } from "../tracking/event-time.ts";
+import type { Status } from "../tracking/status.ts";
 
 /**
  * Betatel's delivery record (WDR) of one message, as the service keeps it: the record's `text` field is the

@@ -1,6 +1,6 @@
 import { z } from "zod";
+import { STATUSES } from "../tracking/status.ts";
 import { normalizePhone } from "./phone.ts";
-import { STATUSES } from "./status.ts";
 
 export const statusSchema = z.enum(STATUSES);
 

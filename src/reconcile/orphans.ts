@@ -6,7 +6,7 @@ import type { Database } from "../db/database.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
 import { maskPhone } from "../messages/phone.ts";
 import { createMessage } from "../messages/repository.ts";
-import { applyStatusEvents } from "../webhooks/apply.ts";
+import { applyStatusEvents } from "../tracking/apply.ts";
 import { eventsFor } from "./reconciler.ts";
 
 /** The team of a message adopted from Betatel's delivery record: not a valid team name, so no key has it. */

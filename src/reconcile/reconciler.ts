@@ -5,8 +5,8 @@ import { toDate, toStatus } from "../betatel/delivery-record.ts";
 import { BetatelError } from "../betatel/errors.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
 import { changedUuids } from "../live/publish.ts";
-import type { Status } from "../messages/status.ts";
-import { applyStatusEvents, errorReason, type StatusEvent } from "../webhooks/apply.ts";
+import { applyStatusEvents, errorReason, type StatusEvent } from "../tracking/apply.ts";
+import type { Status } from "../tracking/status.ts";
 
 export interface ReconcilerOptions {
   pool: pg.Pool;

@@ -1,9 +1,9 @@
 import { z } from "zod";
 import { type FieldError, fieldErrors } from "../http/problem.ts";
-import { isPlausibleEventTime, unixToMillis } from "../messages/event-time.ts";
 import { messageUuidSchema, statusSchema } from "../messages/schemas.ts";
-import { STATUSES, type Status } from "../messages/status.ts";
-import { errorReason, type StatusEvent } from "./apply.ts";
+import { errorReason, type StatusEvent } from "../tracking/apply.ts";
+import { isPlausibleEventTime, unixToMillis } from "../tracking/event-time.ts";
+import { STATUSES, type Status } from "../tracking/status.ts";
 
 export const MAX_ITEMS = 1000;
 
