@@ -1,6 +1,6 @@
 import { z } from "zod";
+import { normalizePhone } from "../phone/phone.ts";
 import { STATUSES } from "../tracking/status.ts";
-import { normalizePhone } from "./phone.ts";
 
 export const statusSchema = z.enum(STATUSES);
 

@@ -4,8 +4,8 @@ import { toDate, toStatus } from "../betatel/delivery-record.ts";
 import { BetatelError } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
-import { maskPhone } from "../messages/phone.ts";
 import { createMessage } from "../messages/repository.ts";
+import { maskPhone } from "../phone/phone.ts";
 import { applyStatusEvents } from "../tracking/apply.ts";
 import { eventsFor } from "./reconciler.ts";
 
