@@ -1,7 +1,7 @@
 import pg from "pg";
 import { applyMigrations } from "../src/db/migrate.ts";
-import type { Status } from "../src/messages/status.ts";
-import { decide } from "../src/webhooks/state-machine.ts";
+import { decide } from "../src/tracking/state-machine.ts";
+import type { Status } from "../src/tracking/status.ts";
 import type { History } from "./workload.ts";
 
 export interface BenchDatabase {

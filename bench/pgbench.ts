@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
-import { APPLY_NEW_EVENTS } from "../src/webhooks/apply.ts";
+import { APPLY_NEW_EVENTS } from "../src/tracking/apply.ts";
 
 const run = promisify(execFile);
 export const PGBENCH = process.env.PGBENCH ?? "/usr/bin/pgbench";

@@ -16,7 +16,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { addEndpoint } from "../src/callbacks/endpoints.ts";
 import { FIND_MESSAGE } from "../src/messages/repository.ts";
-import type { Status } from "../src/messages/status.ts";
+import type { Status } from "../src/tracking/status.ts";
 import { BASELINE_FUNCTION } from "./baseline-peer.ts";
 import { type BenchDatabase, createBenchDatabase, type Sent, seedMessages, verify } from "./database.ts";
 import { ACKED, type LoadJob, type LoadResult, SENT } from "./load-job.ts";

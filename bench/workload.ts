@@ -1,4 +1,4 @@
-import type { Status } from "../src/messages/status.ts";
+import type { Status } from "../src/tracking/status.ts";
 
 /** The status updates Betatel would send for one message, in the order they happened. */
 export interface History {

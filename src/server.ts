@@ -21,8 +21,8 @@ import { createExpiry } from "./reconcile/expiry.ts";
 import { createReconcileJob, createSweepJob } from "./reconcile/job.ts";
 import { createOrphanAdoption } from "./reconcile/orphans.ts";
 import { createReconciler } from "./reconcile/reconciler.ts";
+import { settleStragglers } from "./tracking/apply.ts";
 import { startVerificationExpiry } from "./verifications/expiry.ts";
-import { settleStragglers } from "./webhooks/apply.ts";
 
 function readConfig(): Config {
   try {

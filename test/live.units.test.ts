@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { parseRetryAfter } from "../src/betatel/client.ts";
-import { toDate, toStatus } from "../src/betatel/delivery-record.ts";
+import { toStatus } from "../src/betatel/delivery-record.ts";
 import { changedUuids } from "../src/live/publish.ts";
 import { hasReached } from "../src/live/wait.ts";
-import { STATUSES, type Status } from "../src/messages/status.ts";
+import { toDate } from "../src/tracking/event-time.ts";
+import { STATUSES, type Status } from "../src/tracking/status.ts";
 
 describe("hasReached (long-poll)", () => {
   const reachedBy = (wanted: Status) => STATUSES.filter((current) => hasReached(current, wanted));

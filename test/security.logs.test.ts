@@ -3,7 +3,7 @@ import type { Express } from "express";
 import { Webhook } from "standardwebhooks";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { maskPhone } from "../src/messages/phone.ts";
+import { maskPhone } from "../src/phone/phone.ts";
 import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
 import { spawnServer } from "./support/spawn-server.ts";
 import { aPhoneNumber, aUuid, startTestApp, TEST_BETATEL, type TestApp } from "./support/test-app.ts";

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import request from "supertest";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { applyStatusEvents } from "../src/webhooks/apply.ts";
+import { applyStatusEvents } from "../src/tracking/apply.ts";
 import { insertMessage } from "./support/message-rows.ts";
 import { aPhoneNumber, aUuid, startTestApp, type TestApp } from "./support/test-app.ts";
 import { embedded } from "./support/test-database.ts";

@@ -1,7 +1,7 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgRunner } from "../src/db/sql.ts";
-import { settleBuffered, settleStragglers } from "../src/webhooks/apply.ts";
+import { settleBuffered, settleStragglers } from "../src/tracking/apply.ts";
 import { aPhoneNumber, aUuid, startTestApp, type TestApp } from "./support/test-app.ts";
 import { embedded } from "./support/test-database.ts";
 import { postWebhook, readMessage } from "./support/webhook.ts";

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Status } from "../src/messages/status.ts";
+import type { Status } from "../src/tracking/status.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 import {
   aSentMessage,

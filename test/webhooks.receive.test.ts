@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { STATUSES, type Status } from "../src/messages/status.ts";
+import { STATUSES, type Status } from "../src/tracking/status.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 import { aSentMessage, postWebhook, readMessage } from "./support/webhook.ts";
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { STATUSES } from "../src/messages/status.ts";
-import { TRANSITIONS } from "../src/webhooks/state-machine.ts";
+import { TRANSITIONS } from "../src/tracking/state-machine.ts";
+import { STATUSES } from "../src/tracking/status.ts";
 import { insertMessage } from "./support/message-rows.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 import { embedded } from "./support/test-database.ts";

@@ -1,6 +1,5 @@
 import { z } from "zod";
-import { isPlausibleEventTime, unixToMillis } from "../messages/event-time.ts";
-import type { Status } from "../messages/status.ts";
+import type { Status } from "../tracking/status.ts";
 
 /**
  * Betatel's delivery record (WDR) of one message, as the service keeps it: the record's `text` field is the
@@ -76,15 +75,4 @@ const STATUS_WORDS: Record<string, Status> = {
 export function toStatus(word: string | null): Status | undefined {
   if (!word) return undefined;
   return STATUS_WORDS[word.trim().toLowerCase()];
-}
-
-/**
- * A WDR time (ISO 8601, Unix seconds or milliseconds) as a Date, by the webhook's rules; null when absent,
- * unreadable or implausible (then the time it was received stands in, as for a webhook without one).
- */
-export function toDate(value: string | number | null): Date | null {
-  if (value === null || value === "") return null;
-  const numeric = typeof value === "number" ? value : /^\d+(\.\d+)?$/.test(value) ? Number(value) : undefined;
-  const millis = numeric === undefined ? Date.parse(value as string) : unixToMillis(numeric);
-  return isPlausibleEventTime(millis) ? new Date(millis) : null;
 }

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { AppError } from "../http/problem.ts";
-import { maskPhone } from "../messages/phone.ts";
+import { maskPhone } from "../phone/phone.ts";
 import type { RecipientLimit } from "./limits-config.ts";
 import { reserveRecipientSend } from "./recipient-limit.ts";
 

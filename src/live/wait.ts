@@ -1,4 +1,4 @@
-import { FINAL_STATUSES, RANK, type Status } from "../messages/status.ts";
+import { FINAL_STATUSES, RANK, type Status } from "../tracking/status.ts";
 
 /**
  * Whether a long-poll waiting for `wanted` can answer with `current`: the status reached or passed it on the

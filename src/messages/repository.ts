@@ -1,7 +1,7 @@
 import { type Database, POOL_CONNECTION_TIMEOUT_MS } from "../db/database.ts";
 import type { RunSql } from "../db/sql.ts";
 import type { Message, MessageEvent } from "../generated/prisma/client.ts";
-import { lockMessageUuid, settleBuffered } from "../webhooks/apply.ts";
+import { lockMessageUuid, settleBuffered } from "../tracking/apply.ts";
 import type { EventView, MessageSummary, MessageView } from "./schemas.ts";
 
 export interface NewMessage {

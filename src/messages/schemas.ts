@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { normalizePhone } from "./phone.ts";
-import { STATUSES } from "./status.ts";
+import { normalizePhone } from "../phone/phone.ts";
+import { STATUSES } from "../tracking/status.ts";
 
 export const statusSchema = z.enum(STATUSES);
 

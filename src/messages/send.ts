@@ -6,6 +6,7 @@ import { acceptsWrites, type Database } from "../db/database.ts";
 import { isDatabaseUnavailable, StorageUnavailableError, withStorage } from "../db/errors.ts";
 import { AppError, problemBody } from "../http/problem.ts";
 import type { SendGuard } from "../limits/send-guard.ts";
+import { maskPhone } from "../phone/phone.ts";
 import { claimedSendMs, STORE_BUDGET_MS } from "./deadlines.ts";
 import {
   claimIdempotencyKey,
@@ -15,7 +16,6 @@ import {
   saveIdempotentAnswer,
 } from "./idempotency.ts";
 import type { InFlightSends, SendInFlight } from "./in-flight.ts";
-import { maskPhone } from "./phone.ts";
 import { createMessage, type NewMessage } from "./repository.ts";
 import type { SendMessageBody } from "./schemas.ts";
 

@@ -3,7 +3,7 @@ import type pg from "pg";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { registerCallbackMetrics } from "../callbacks/metrics.ts";
 import type { AttemptResult } from "../callbacks/worker.ts";
-import { STATUSES } from "../messages/status.ts";
+import { STATUSES } from "../tracking/status.ts";
 import type { WebhookResult } from "../webhooks/routes.ts";
 
 export interface MetricsOptions {

@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import type { MessageNotifier } from "../live/notifier.ts";
 import { changedUuids } from "../live/publish.ts";
-import { applyStatusEvents, type StatusEvent } from "../webhooks/apply.ts";
+import { applyStatusEvents, type StatusEvent } from "../tracking/apply.ts";
 
 export interface ExpiryOptions {
   pool: pg.Pool;

@@ -1,12 +1,13 @@
 import type { Logger } from "pino";
 import type { Betatel, DeliveryRecord } from "../betatel/client.ts";
-import { toDate, toStatus } from "../betatel/delivery-record.ts";
+import { toStatus } from "../betatel/delivery-record.ts";
 import { BetatelError } from "../betatel/errors.ts";
 import type { Database } from "../db/database.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
-import { maskPhone } from "../messages/phone.ts";
 import { createMessage } from "../messages/repository.ts";
-import { applyStatusEvents } from "../webhooks/apply.ts";
+import { maskPhone } from "../phone/phone.ts";
+import { applyStatusEvents } from "../tracking/apply.ts";
+import { toDate } from "../tracking/event-time.ts";
 import { eventsFor } from "./reconciler.ts";
 
 /** The team of a message adopted from Betatel's delivery record: not a valid team name, so no key has it. */

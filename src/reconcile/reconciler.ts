@@ -1,12 +1,13 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { Betatel, DeliveryRecord } from "../betatel/client.ts";
-import { toDate, toStatus } from "../betatel/delivery-record.ts";
+import { toStatus } from "../betatel/delivery-record.ts";
 import { BetatelError } from "../betatel/errors.ts";
 import type { MessageNotifier } from "../live/notifier.ts";
 import { changedUuids } from "../live/publish.ts";
-import type { Status } from "../messages/status.ts";
-import { applyStatusEvents, errorReason, type StatusEvent } from "../webhooks/apply.ts";
+import { applyStatusEvents, errorReason, type StatusEvent } from "../tracking/apply.ts";
+import { toDate } from "../tracking/event-time.ts";
+import type { Status } from "../tracking/status.ts";
 
 export interface ReconcilerOptions {
   pool: pg.Pool;

@@ -2,9 +2,9 @@ import type pg from "pg";
 import { ulid } from "ulid";
 import { withStorage } from "../db/errors.ts";
 import { AppError, notFound } from "../http/problem.ts";
-import { maskPhone } from "../messages/phone.ts";
 import type { SendMessageBody } from "../messages/schemas.ts";
 import { type SendDeps, sendMessage } from "../messages/send.ts";
+import { maskPhone } from "../phone/phone.ts";
 import { codeMatches, MAX_CHECKS, MAX_SENDS, newCodeSalt, renderVerificationText, verificationCode } from "./code.ts";
 import {
   cancelVerification,

@@ -1,30 +1,11 @@
 import { z } from "zod";
 import { type FieldError, fieldErrors } from "../http/problem.ts";
-import { isPlausibleEventTime, unixToMillis } from "../messages/event-time.ts";
 import { messageUuidSchema, statusSchema } from "../messages/schemas.ts";
-import { STATUSES, type Status } from "../messages/status.ts";
-import { errorReason, type StatusEvent } from "./apply.ts";
+import { errorReason, type StatusEvent } from "../tracking/apply.ts";
+import { eventTimeMillis } from "../tracking/event-time.ts";
+import { STATUSES, type Status } from "../tracking/status.ts";
 
 export const MAX_ITEMS = 1000;
-
-const isoDateTime = z.iso.datetime({ offset: true });
-
-/**
- * `timestamp` read as milliseconds: ISO 8601 (with a zone), or Unix seconds or milliseconds (number or digit
- * string), within the plausible range. A string is why it cannot be read.
- */
-function eventTimeMillis(value: number | string): number | string {
-  const numeric = typeof value === "number" ? value : /^\d{1,16}(\.\d+)?$/.test(value) ? Number(value) : undefined;
-  let millis: number;
-  if (numeric !== undefined) {
-    millis = unixToMillis(numeric);
-  } else if (isoDateTime.safeParse(value).success) {
-    millis = Date.parse(value as string);
-  } else {
-    return "must be ISO 8601 with a time zone, or Unix seconds or milliseconds";
-  }
-  return isPlausibleEventTime(millis) ? millis : "is out of range";
-}
 
 const timestampSchema = z.union([z.number(), z.string().max(64)]).transform((value, ctx) => {
   const millis = eventTimeMillis(value);

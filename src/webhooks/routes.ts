@@ -3,11 +3,11 @@ import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { AppError, type FieldError, storageUnavailable, validationFailed } from "../http/problem.ts";
 import { requireJsonBody } from "../http/validate.ts";
-import { type AppliedOutcome, applyStatusEvents, isTransientConflict, type StatusEvent } from "./apply.ts";
+import { type AppliedOutcome, applyStatusEvents, isTransientConflict, type StatusEvent } from "../tracking/apply.ts";
+import type { Outcome } from "../tracking/state-machine.ts";
 import { checkWebhookSecret, checkWebhookSignature } from "./auth.ts";
 import { bodyShape, MAX_ITEMS, parseItem } from "./parse.ts";
 import { bufferedBudget, checkWebhookClient } from "./sender-limits.ts";
-import type { Outcome } from "./state-machine.ts";
 
 export const WEBHOOK_BODY_LIMIT = 1024 * 1024;
 

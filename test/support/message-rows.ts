@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { Status } from "../../src/messages/status.ts";
+import type { Status } from "../../src/tracking/status.ts";
 import { aPhoneNumber, aUuid } from "./test-app.ts";
 
 export interface MessageRow {

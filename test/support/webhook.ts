@@ -1,7 +1,7 @@
 import type { Express } from "express";
 import request from "supertest";
-import type { Status } from "../../src/messages/status.ts";
-import { decide } from "../../src/webhooks/state-machine.ts";
+import { decide } from "../../src/tracking/state-machine.ts";
+import type { Status } from "../../src/tracking/status.ts";
 import { aPhoneNumber } from "./test-app.ts";
 
 export const WEBHOOK = "/webhooks/betatel";

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { maskPhone, normalizePhone } from "../../src/messages/phone.ts";
+import { maskPhone, normalizePhone } from "../../src/phone/phone.ts";
 
 describe("normalizePhone", () => {
   it.each([

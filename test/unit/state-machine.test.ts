@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { STATUSES, type Status } from "../../src/messages/status.ts";
-import { decide, TRANSITIONS } from "../../src/webhooks/state-machine.ts";
+import { decide, TRANSITIONS } from "../../src/tracking/state-machine.ts";
+import { STATUSES, type Status } from "../../src/tracking/status.ts";
 import { byRank, foldEvents, HISTORIES, type HistoryEvent, timestampsFor } from "../support/webhook.ts";
 
 // The transition table (docs/state-machine.md), written out cell by cell. `decide` only sees a status not seen before for the

@@ -1,6 +1,6 @@
 import type pg from "pg";
-import { maskPhone } from "../../messages/phone.ts";
-import { STATUSES, type Status } from "../../messages/status.ts";
+import { maskPhone } from "../../phone/phone.ts";
+import { STATUSES, type Status } from "../../tracking/status.ts";
 
 /** The page's time windows: how far back, and the width of one chart bucket. */
 export const WINDOWS = {

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { inTransaction, pgRunner, type RunSql } from "../db/sql.ts";
-import type { Status } from "../messages/status.ts";
 import { type Outcome, TRANSITIONS } from "./state-machine.ts";
+import type { Status } from "./status.ts";
 
 /** One validated status event, ready to be applied. */
 export interface StatusEvent {

@@ -1,4 +1,4 @@
-import { RANK, STATUSES, type Status } from "../messages/status.ts";
+import { RANK, STATUSES, type Status } from "./status.ts";
 
 /** What happened to one incoming status, as the webhook answers it. */
 export type Outcome = "applied" | "duplicate" | "stale" | "rejected" | "buffered" | "invalid";
