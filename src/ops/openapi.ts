@@ -570,16 +570,11 @@ export function methodNotAllowedHandler(): RequestHandler {
     const route = routes.find((candidate) => candidate.pattern.test(req.path));
     if (!route) return next();
     next(
-      new AppError(
-        405,
-        "method_not_allowed",
-        "Method not allowed",
-        `${req.method} is not served here; use ${route.allow}.`,
-        {},
-        {
-          Allow: route.allow,
-        },
-      ),
+      new AppError({
+        code: "method_not_allowed",
+        detail: `${req.method} is not served here; use ${route.allow}.`,
+        headers: { Allow: route.allow },
+      }),
     );
   };
 }
