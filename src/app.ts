@@ -40,11 +40,11 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Live status fan-out (src/live); without one, an in-process notifier (changes made here only). */
   notifier?: MessageNotifier;
-  /** Sends in progress, which shutdown waits for (server.ts); untracked when absent. */
+  /** Sends in progress, which shutdown waits for (service.ts); untracked when absent. */
   inFlightSends?: InFlightSends;
   /**
    * Streams and long-polls (src/live); without one, a hub over `notifier` reading through the main pool.
-   * `server.ts` gives it a read pool of its own.
+   * `service.ts` gives it a read pool of its own.
    */
   live?: LiveHub;
   /** SSE heartbeat period; tests shorten it. */
@@ -53,7 +53,7 @@ export interface AppDeps {
   keys?: KeyResolver;
 }
 
-/** Builds the HTTP app from its dependencies. Opens nothing and listens nowhere: `server.ts` does. */
+/** Builds the HTTP app from its dependencies. Opens nothing and listens nowhere: `service.ts` does. */
 export function createApp(deps: AppDeps): express.Express {
   const { config, db, logger } = deps;
   const metrics = deps.metrics ?? createMetrics({ pool: db.pool });

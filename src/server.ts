@@ -1,28 +1,7 @@
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
-import { createApp } from "./app.ts";
-import { createBetatelClient } from "./betatel/client.ts";
-import { createSandboxBetatel } from "./betatel/sandbox.ts";
-import { createCallbackWorker } from "./callbacks/worker.ts";
-import { type Config, ConfigError, configWarnings, loadConfig } from "./config.ts";
-import { openDatabase } from "./db/database.ts";
-import { applyMigrations } from "./db/migrate.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { loadEnvFile } from "./env-file.ts";
 import { createLogger } from "./http/logging.ts";
-import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
-import { createLiveHub } from "./live/hub.ts";
-import { createMessageNotifier } from "./live/notifier.ts";
-import { openLiveReads } from "./live/reads.ts";
-import { createInFlightSends } from "./messages/in-flight.ts";
-import { createMetrics } from "./ops/metrics.ts";
-import { startRetention } from "./ops/retention.ts";
-import { createExpiry } from "./reconcile/expiry.ts";
-import { createReconcileJob, createSweepJob } from "./reconcile/job.ts";
-import { createOrphanAdoption } from "./reconcile/orphans.ts";
-import { createReconciler } from "./reconcile/reconciler.ts";
-import { settleStragglers } from "./tracking/apply.ts";
-import { startVerificationExpiry } from "./verifications/expiry.ts";
+import { createService } from "./service.ts";
 
 function readConfig(): Config {
   try {
@@ -41,209 +20,18 @@ const config = readConfig();
 const logger = createLogger(config.LOG_LEVEL);
 
 // A database that cannot be opened or migrated (a changed migration, a failed one) stops the start: one log line.
-const { db, applied } = await (async () => {
-  try {
-    const db = await openDatabase({
-      url: config.DATABASE_URL,
-      dataDir: config.DATA_DIR,
-      poolSize: config.DATABASE_POOL_SIZE,
-    });
-    return { db, applied: await applyMigrations(db.pool) };
-  } catch (error) {
-    logger.fatal({ err: error }, `cannot start: ${(error as Error).message}`);
-    process.exit(1);
-  }
-})();
-logger.info(
-  { database: db.kind, applied },
-  db.kind === "embedded" ? `embedded database in ${config.DATA_DIR}` : "database ready",
-);
+const service = await createService(config, { logger }).catch((error: unknown) => {
+  logger.fatal({ err: error }, `cannot start: ${(error as Error).message}`);
+  process.exit(1);
+});
 
-let port = config.PORT;
-/** How this process reaches itself: the bound address, or loopback when bound to every interface. */
-function ownUrl(): string {
-  const host = !config.HOST || config.HOST === "0.0.0.0" || config.HOST === "::" ? "127.0.0.1" : config.HOST;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+async function shutdown(signal: string) {
+  process.exit(await service.stop(signal));
 }
-const sandbox = config.betatel
-  ? undefined
-  : createSandboxBetatel({
-      webhookUrl: () => `${config.PUBLIC_URL ?? ownUrl()}/webhooks/betatel`,
-      webhookSecret: config.WEBHOOK_SECRET,
-      signingSecret: config.WEBHOOK_SIGNING_SECRET,
-      stepMs: config.SANDBOX_STEP_MS,
-      failureRate: config.SANDBOX_FAILURE_RATE,
-      logger,
-    });
-const betatel =
-  sandbox ??
-  createBetatelClient({
-    baseUrl: config.BETATEL_BASE_URL,
-    timeoutMs: config.BETATEL_TIMEOUT_MS,
-    apiKey: config.betatel?.apiKey ?? "",
-    accountId: config.betatel?.accountId ?? "",
-  });
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
 
-if (sandbox) logger.warn("SANDBOX MODE: no Betatel credentials, NOTHING IS SENT TO WHATSAPP; statuses are simulated");
-if (!config.WEBHOOK_SECRET) logger.warn("WEBHOOK_SECRET is unset: the webhook accepts unauthenticated requests");
-for (const warning of configWarnings(config)) logger.warn(warning);
-if (config.API_KEYS.length === 0) {
-  logger.warn("API_KEYS is unset: /v1 is open to anyone who can reach it until a key is created with `npm run keys`");
-}
-if (!config.OPS_TOKEN) {
-  logger.warn(
-    config.NODE_ENV === "production"
-      ? "OPS_TOKEN is unset: the ops page at /ops is locked"
-      : "OPS_TOKEN is unset: the ops page at /ops is open to anyone who can reach it",
-  );
-}
-
-// Live status: LISTEN on its own connection (Postgres server), or in-process only (embedded database).
-const notifier = await createMessageNotifier(db, { logger });
-if (notifier.mode === "local") logger.info("live status: embedded database, changes are seen by this process only");
-const metrics = createMetrics({ pool: db.pool });
-// Streams and long-polls read through a small pool of their own (never the webhook's and send's connections).
-const liveReads = openLiveReads(db);
-const live = createLiveHub({
-  notifier,
-  read: liveReads.read,
-  readConcurrency: liveReads.concurrency,
-  limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
-  onClose: liveReads.close,
-});
-const reconcileJob = createReconcileJob({
-  reconciler: createReconciler({
-    pool: db.pool,
-    betatel,
-    logger,
-    notifier,
-    afterMs: config.RECONCILE_AFTER_MS,
-    expireAfterMs: config.EXPIRE_AFTER_MS,
-    batchSize: config.RECONCILE_BATCH_SIZE,
-    onCheck: (result) => metrics.reconcileChecks.inc({ result }),
-  }),
-  adoptOrphans: createOrphanAdoption({
-    db,
-    betatel,
-    logger,
-    notifier,
-    afterMs: config.ORPHAN_ADOPT_AFTER_MS,
-    batchSize: config.RECONCILE_BATCH_SIZE,
-    onAdopted: () => metrics.orphansAdopted.inc(),
-  }).runOnce,
-  logger,
-  intervalMs: config.RECONCILE_INTERVAL_MS,
-});
-const sweepJob = createSweepJob({
-  expiry: createExpiry({
-    pool: db.pool,
-    logger,
-    notifier,
-    expireAfterMs: config.EXPIRE_AFTER_MS,
-    batchSize: config.RECONCILE_BATCH_SIZE,
-  }),
-  settleStragglers: async () => {
-    const settled = await settleStragglers(db.pool);
-    notifier.published(settled);
-    return settled.length;
-  },
-  logger,
-  intervalMs: config.SWEEP_INTERVAL_MS,
-});
-const inFlightSends = createInFlightSends();
-
-// Status callbacks: every instance delivers; off in production until CALLBACKS_SECRET signs them.
-const callbacksSecret = config.CALLBACKS_SECRET;
-if (!callbacksSecret) logger.warn("CALLBACKS_SECRET is unset: status callbacks are off");
-const callbackWorker = callbacksSecret
-  ? createCallbackWorker({
-      pool: db.pool,
-      logger,
-      masterSecret: callbacksSecret,
-      allowPrivate: config.CALLBACKS_ALLOW_PRIVATE,
-      pollMs: config.CALLBACKS_POLL_MS,
-      onAttempt: metrics.recordCallbackAttempt,
-    })
-  : undefined;
-
-const app = createApp({ config, db, betatel, logger, notifier, metrics, inFlightSends, live });
-let stopRetention = async () => {};
-const stopVerificationExpiry = startVerificationExpiry({
-  pool: db.pool,
-  logger,
-  intervalMs: 10_000,
-  onExpired: (count) => metrics.verifications.inc({ event: "expired" }, count),
-});
-const server = createServer(HTTP_SERVER_OPTIONS, app);
-server.on("error", (error) => {
+await service.start().catch((error: unknown) => {
   logger.fatal({ err: error }, `cannot listen on ${config.HOST ?? "every interface"}, port ${config.PORT}`);
   process.exit(1);
 });
-// HOST unset: Node's default, every interface.
-server.listen({ port: config.PORT, host: config.HOST }, () => {
-  const address = server.address() as AddressInfo;
-  port = address.port;
-  logger.info({ host: address.address, port }, "listening");
-  if (stopping) return;
-  reconcileJob.start();
-  sweepJob.start();
-  callbackWorker?.start();
-  stopRetention = startRetention({
-    pool: db.pool,
-    logger,
-    intervalMs: config.RETENTION_INTERVAL_MS,
-    bufferedRetentionMs: config.BUFFERED_RETENTION_MS,
-    messageRetentionMs: config.MESSAGE_RETENTION_MS,
-  });
-});
-
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  const graceMs = config.SHUTDOWN_GRACE_MS;
-  const deadline = Date.now() + graceMs;
-  const left = () => Math.max(deadline - Date.now(), 0);
-  logger.info({ signal, graceMs }, "shutting down: finishing in-flight requests");
-  // Whatever is still running, connections still open at the end of the grace are cut.
-  const forced = setTimeout(() => server.closeAllConnections(), graceMs);
-  sandbox?.stop();
-  const jobsStopped = Promise.all([
-    stopRetention(),
-    reconcileJob.stop(),
-    sweepJob.stop(),
-    callbackWorker?.stop(),
-    stopVerificationExpiry(),
-  ]);
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // A keep-alive connection becomes idle when its last response is sent: close it then, not at the forced close.
-  const sweep = setInterval(() => server.closeIdleConnections(), 100);
-  let exitCode = 0;
-  try {
-    // Live streams and long-polls never end by themselves: end them (long-polls answer the current state);
-    // one that starts from now on is answered 503 at once.
-    await live.close();
-    // Sends in flight finish (the grace covers one, see SHUTDOWN_GRACE_MS): an OTP Betatel accepted must be
-    // stored before the database closes. New sends are refused from here on.
-    const abandoned = await inFlightSends.drain(Math.max(left() - 500, 0));
-    if (abandoned.length > 0) {
-      exitCode = 1;
-      logger.error({ abandoned }, "shutdown abandoned sends still in flight: these OTPs may be out but untracked");
-    }
-    await Promise.race([closed, sleep(left())]);
-    // A reconciler run in progress gets what is left of the grace; claims it leaves unfinished expire with their lease.
-    await Promise.race([jobsStopped, sleep(left())]);
-    await db.close();
-    logger.info("stopped");
-  } catch (error) {
-    logger.error({ err: error }, "shutdown failed");
-    exitCode = 1;
-  } finally {
-    clearInterval(sweep);
-    clearTimeout(forced);
-  }
-  process.exit(exitCode);
-}
-
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));

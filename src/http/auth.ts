@@ -2,7 +2,7 @@ import type { RequestHandler } from "express";
 import { withStorage } from "../db/errors.ts";
 import type { KeyResolver } from "../keys/resolver.ts";
 import { DEFAULT_TEAM } from "../keys/static-keys.ts";
-import { AppError } from "./problem.ts";
+import { API_REALM, unauthorized } from "./problem.ts";
 import { bearerToken, secretId } from "./secrets.ts";
 
 declare module "express-serve-static-core" {
@@ -19,17 +19,8 @@ declare module "express-serve-static-core" {
   }
 }
 
-const unauthorized = () =>
-  new AppError(
-    401,
-    "unauthorized",
-    "Unauthorized",
-    "Present a valid API key as `Authorization: Bearer <key>` or `x-api-key`.",
-    {},
-    {
-      "WWW-Authenticate": 'Bearer realm="whatsapp-otp-tracker"',
-    },
-  );
+const noValidKey = () =>
+  unauthorized("Present a valid API key as `Authorization: Bearer <key>` or `x-api-key`.", API_REALM);
 
 /**
  * `/v1/*` guard: a key from API_KEYS or the api_keys table, in `Authorization: Bearer` or `x-api-key`. Sets
@@ -40,7 +31,7 @@ export function requireApiKey(keys: KeyResolver): RequestHandler {
     const header = typeof req.headers["x-api-key"] === "string" ? req.headers["x-api-key"] : undefined;
     const bearer = bearerToken(req.headers.authorization);
     // Two different keys in one request: which one was meant is a guess, and a guess must not pick a team.
-    if (bearer !== undefined && header !== undefined && bearer !== header) return next(unauthorized());
+    if (bearer !== undefined && header !== undefined && bearer !== header) return next(noValidKey());
     const presented = bearer ?? header;
     const caller = presented ? await withStorage(() => keys.resolve(presented)) : undefined;
     if (presented && caller) {
@@ -50,7 +41,7 @@ export function requireApiKey(keys: KeyResolver): RequestHandler {
       return next();
     }
     // No valid key: fine only while no key is configured anywhere (development).
-    if (!(await withStorage(() => keys.isOpen()))) return next(unauthorized());
+    if (!(await withStorage(() => keys.isOpen()))) return next(noValidKey());
     res.locals.apiKeyId = "open";
     res.locals.apiKey = "";
     res.locals.team = DEFAULT_TEAM;

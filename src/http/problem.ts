@@ -1,44 +1,88 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { z } from "zod";
 import { StorageUnavailableError, storageUnavailableReason } from "../db/errors.ts";
+import { PROBLEMS, type ProblemCode } from "./problems.ts";
 
 export interface FieldError {
   path: string;
   message: string;
 }
 
-/** A failure with a stable `code`, answered as RFC 9457 problem+json by `problemHandler`. */
+export interface AppErrorOptions {
+  code: ProblemCode;
+  /** What went wrong this time; the catalogue's title when absent. */
+  detail?: string;
+  /** Fields added to the body (`errors`, `uuid`, `id`...). */
+  extra?: Record<string, unknown>;
+  headers?: Record<string, string>;
+  /** Only for a body parser's own 4xx (`bad_request`); every other code has the catalogue's status. */
+  status?: number;
+  /** Only where one answer needs its own title (readiness: "Not ready"). */
+  title?: string;
+}
+
+/** A failure with a stable `code` of the catalogue, answered as RFC 9457 problem+json by `problemHandler`. */
 export class AppError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    readonly title: string,
-    readonly detail?: string,
-    readonly extra: Record<string, unknown> = {},
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(detail ?? title);
+  readonly status: number;
+  readonly code: ProblemCode;
+  readonly title: string;
+  readonly detail?: string;
+  readonly extra: Record<string, unknown>;
+  readonly headers: Record<string, string>;
+
+  constructor(options: AppErrorOptions) {
+    const entry = PROBLEMS[options.code];
+    super(options.detail ?? options.title ?? entry.title);
     this.name = "AppError";
+    this.code = options.code;
+    this.status = options.status ?? entry.status;
+    this.title = options.title ?? entry.title;
+    this.detail = options.detail;
+    this.extra = options.extra ?? {};
+    this.headers = options.headers ?? {};
   }
 }
 
 export const validationFailed = (errors: FieldError[], detail = "The request is not valid.") =>
-  new AppError(400, "validation_failed", "Validation failed", detail, { errors });
+  new AppError({ code: "validation_failed", detail, extra: { errors } });
 
-export const notFound = (detail: string, code = "not_found") => new AppError(404, code, "Not found", detail);
+export const notFound = (detail: string, code: ProblemCode = "not_found") => new AppError({ code, detail });
+
+/** The realm of the API key's (and the watch token's) challenge. */
+export const API_REALM = "whatsapp-otp-tracker";
+
+/** 401; with `realm`, a `WWW-Authenticate: Bearer` challenge tells the caller how to authenticate. */
+export const unauthorized = (detail: string, realm?: string, code: ProblemCode = "unauthorized") =>
+  new AppError({ code, detail, headers: realm ? { "WWW-Authenticate": `Bearer realm="${realm}"` } : {} });
+
+export const malformedJson = () =>
+  new AppError({ code: "malformed_json", detail: "The request body is not valid JSON." });
+
+export const payloadTooLarge = (detail = "The request body is too large.") =>
+  new AppError({ code: "payload_too_large", detail });
+
+export const unsupportedMediaType = (detail = "Send application/json.") =>
+  new AppError({ code: "unsupported_media_type", detail });
 
 /** Seconds a caller (or Betatel) is asked to wait before retrying when the database cannot serve. */
 export const STORAGE_RETRY_AFTER_SECONDS = 5;
 
-export const storageUnavailable = (extra: Record<string, unknown> = {}) =>
-  new AppError(
-    503,
-    "storage_unavailable",
-    "Storage unavailable",
-    "The database cannot serve this request now; try again.",
+export const storageUnavailable = ({
+  extra = {},
+  detail = "The database cannot serve this request now; try again.",
+  title,
+}: Pick<AppErrorOptions, "extra" | "detail" | "title"> = {}) =>
+  new AppError({
+    code: "storage_unavailable",
+    detail,
+    title,
     extra,
-    { "Retry-After": String(STORAGE_RETRY_AFTER_SECONDS) },
-  );
+    headers: { "Retry-After": String(STORAGE_RETRY_AFTER_SECONDS) },
+  });
+
+/** 503 while the instance stops: the connection is closed so the caller's retry reaches another instance. */
+export const shuttingDown = (detail: string) =>
+  new AppError({ code: "shutting_down", detail, headers: { "Retry-After": "1", Connection: "close" } });
 
 const dotted = (path: readonly PropertyKey[]) => path.map(String).join(".") || "(body)";
 
@@ -72,16 +116,16 @@ function fromHttpError(error: unknown): AppError | undefined {
   const type = (error as { type?: unknown }).type;
   if (typeof status !== "number" || status < 400 || status >= 500) return undefined;
   if (type === "entity.too.large") {
-    return new AppError(413, "payload_too_large", "Payload too large", "The request body is too large.");
+    return payloadTooLarge();
   }
   if (type === "entity.parse.failed") {
-    return new AppError(400, "malformed_json", "Malformed JSON", "The request body is not valid JSON.");
+    return malformedJson();
   }
   if (status === 415 || type === "encoding.unsupported" || type === "charset.unsupported") {
-    return new AppError(415, "unsupported_media_type", "Unsupported media type", "Send application/json.");
+    return unsupportedMediaType();
   }
   if (status === 404) return notFound("Nothing is served at this path.", "route_not_found");
-  return new AppError(status, "bad_request", "Bad request", "The request could not be read.");
+  return new AppError({ code: "bad_request", status, detail: "The request could not be read." });
 }
 
 export const notFoundHandler: RequestHandler = (req, res) => {
@@ -102,9 +146,9 @@ export const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
   const reason = storageUnavailableReason(error);
   if (reason) {
     req.log?.warn({ err: error, reason }, "storage unavailable");
-    sendProblem(res, storageUnavailable(error instanceof StorageUnavailableError ? error.extra : {}));
+    sendProblem(res, storageUnavailable({ extra: error instanceof StorageUnavailableError ? error.extra : {} }));
     return;
   }
   req.log?.error({ err: error }, "unhandled error");
-  sendProblem(res, new AppError(500, "internal_error", "Internal error", "Something went wrong on our side."));
+  sendProblem(res, new AppError({ code: "internal_error", detail: "Something went wrong on our side." }));
 };

@@ -1,6 +1,6 @@
 import type { RequestHandler } from "express";
 import type { z } from "zod";
-import { AppError, fieldErrors, validationFailed } from "./problem.ts";
+import { fieldErrors, unsupportedMediaType, validationFailed } from "./problem.ts";
 
 /** Parses `value` with `schema` or throws the 400 `validation_failed` problem with field paths. */
 export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, prefix?: string): z.output<S> {
@@ -15,9 +15,7 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
 /** JSON routes answer 415 to any other content type instead of silently seeing an empty body. */
 export const requireJsonBody: RequestHandler = (req, _res, next) => {
   if (!req.is("application/json") && !req.is("application/*+json")) {
-    return next(
-      new AppError(415, "unsupported_media_type", "Unsupported media type", "Send Content-Type: application/json."),
-    );
+    return next(unsupportedMediaType("Send Content-Type: application/json."));
   }
   next();
 };

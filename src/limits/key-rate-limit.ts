@@ -75,12 +75,10 @@ export function sendRateLimit(
     handler: (_req, res, next) => {
       onRefused(res.locals.team);
       next(
-        new AppError(
-          429,
-          "rate_limited",
-          "Too many requests",
-          `At most ${perMinute} messages per minute per API key; retry after the time in Retry-After.`,
-        ),
+        new AppError({
+          code: "rate_limited",
+          detail: `At most ${perMinute} messages per minute per API key; retry after the time in Retry-After.`,
+        }),
       );
     },
   });

@@ -44,12 +44,10 @@ export function createSendGuard(options: SendGuardOptions): SendGuard {
         throw refuse(
           "country",
           send,
-          new AppError(
-            422,
-            "country_not_allowed",
-            "Country not allowed",
-            `This service sends only to numbers of ${[...allowedCountries].join(", ")}.`,
-          ),
+          new AppError({
+            code: "country_not_allowed",
+            detail: `This service sends only to numbers of ${[...allowedCountries].join(", ")}.`,
+          }),
         );
       }
     }
@@ -59,14 +57,11 @@ export function createSendGuard(options: SendGuardOptions): SendGuard {
     throw refuse(
       "recipient",
       send,
-      new AppError(
-        429,
-        "recipient_rate_limited",
-        "Too many messages to this number",
-        `At most ${reservation.limit.label.replace("/", " per ")} to one number; retry after the time in Retry-After.`,
-        {},
-        { "Retry-After": String(reservation.retryAfterSeconds) },
-      ),
+      new AppError({
+        code: "recipient_rate_limited",
+        detail: `At most ${reservation.limit.label.replace("/", " per ")} to one number; retry after the time in Retry-After.`,
+        headers: { "Retry-After": String(reservation.retryAfterSeconds) },
+      }),
     );
   };
   return { check, usesDatabase: recipientLimits.length > 0 };

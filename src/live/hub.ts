@@ -1,5 +1,5 @@
 import { withStorage } from "../db/errors.ts";
-import { AppError, notFound } from "../http/problem.ts";
+import { AppError, notFound, shuttingDown } from "../http/problem.ts";
 import type { MessageView } from "../messages/schemas.ts";
 import type { MessageNotifier } from "./notifier.ts";
 
@@ -80,17 +80,9 @@ interface Group {
 const retryLater = (seconds: number) => ({ "Retry-After": String(seconds) });
 
 const tooManyWatchers = (detail: string) =>
-  new AppError(429, "too_many_watchers", "Too many watchers", detail, {}, retryLater(10));
+  new AppError({ code: "too_many_watchers", detail, headers: retryLater(10) });
 
-export const shuttingDown = () =>
-  new AppError(
-    503,
-    "shutting_down",
-    "Shutting down",
-    "This instance is stopping; reconnect (another instance will answer).",
-    {},
-    { ...retryLater(1), Connection: "close" },
-  );
+const stopping = () => shuttingDown("This instance is stopping; reconnect (another instance will answer).");
 
 /**
  * Holds every open stream and long-poll of the process. Watchers of one uuid share one notifier subscription
@@ -175,7 +167,7 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   }
 
   function reserve(key: string) {
-    if (closing) throw shuttingDown();
+    if (closing) throw stopping();
     if (total >= limits.maxWatchers) {
       throw tooManyWatchers(`This instance already serves ${limits.maxWatchers} streams and long-polls.`);
     }

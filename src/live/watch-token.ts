@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { RequestHandler } from "express";
-import { AppError } from "../http/problem.ts";
+import { API_REALM, unauthorized } from "../http/problem.ts";
 
 declare module "express-serve-static-core" {
   interface Locals {
@@ -62,8 +62,8 @@ export function createWatchAccess(options: WatchAccessOptions): WatchAccess {
   };
 }
 
-const refused = (code: string, detail: string) =>
-  new AppError(401, code, "Unauthorized", detail, {}, { "WWW-Authenticate": 'Bearer realm="whatsapp-otp-tracker"' });
+const refused = (code: "watch_token_invalid" | "watch_token_expired", detail: string) =>
+  unauthorized(detail, API_REALM, code);
 
 /**
  * Guards the stream (`route` "stream") or the long-poll (`route` "long-poll") of `:uuid`: with `?watch=` the

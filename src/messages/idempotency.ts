@@ -53,12 +53,10 @@ export async function claimIdempotencyKey(
       continue;
     }
     if (existing.requestHash !== fingerprint) {
-      throw new AppError(
-        422,
-        "idempotency_key_reused",
-        "Idempotency key reused",
-        "This Idempotency-Key was used with a different request body.",
-      );
+      throw new AppError({
+        code: "idempotency_key_reused",
+        detail: "This Idempotency-Key was used with a different request body.",
+      });
     }
     if (existing.responseStatus !== null) {
       return { kind: "replay", answer: { status: existing.responseStatus, body: existing.responseBody } };
@@ -67,14 +65,11 @@ export async function claimIdempotencyKey(
     if (Date.now() >= existing.createdAt.getTime() + waitMs) {
       // The first request never finished (it crashed or lost the database): whether Betatel sent the OTP is
       // unknown, so this key cannot safely send again.
-      throw new AppError(
-        409,
-        "idempotency_key_in_progress",
-        "Request in progress",
-        "A request with this Idempotency-Key has not finished; retry later or use a new key.",
-        {},
-        { "Retry-After": "1" },
-      );
+      throw new AppError({
+        code: "idempotency_key_in_progress",
+        detail: "A request with this Idempotency-Key has not finished; retry later or use a new key.",
+        headers: { "Retry-After": "1" },
+      });
     }
     waited = true;
     await sleep(50);
@@ -82,14 +77,11 @@ export async function claimIdempotencyKey(
 }
 
 const firstRequestFailed = () =>
-  new AppError(
-    409,
-    "idempotency_key_in_progress",
-    "Request in progress",
-    "The first request with this Idempotency-Key failed without sending; retry it with the same key.",
-    {},
-    { "Retry-After": "1" },
-  );
+  new AppError({
+    code: "idempotency_key_in_progress",
+    detail: "The first request with this Idempotency-Key failed without sending; retry it with the same key.",
+    headers: { "Retry-After": "1" },
+  });
 
 export async function saveIdempotentAnswer(
   db: Database,

@@ -1,4 +1,4 @@
-import { AppError } from "../http/problem.ts";
+import { shuttingDown } from "../http/problem.ts";
 
 /** One send in progress, as shutdown reports it if it has to abandon it (the number is masked). */
 export interface SendInFlight {
@@ -22,14 +22,7 @@ export function createInFlightSends() {
     /** Runs one send; once shutdown began, a new one is refused (503 `shutting_down`, retry elsewhere). */
     async run<T>(entry: SendInFlight, work: () => Promise<T>): Promise<T> {
       if (closing) {
-        throw new AppError(
-          503,
-          "shutting_down",
-          "Shutting down",
-          "This instance is shutting down and takes no new sends; retry.",
-          {},
-          { "Retry-After": "1", Connection: "close" },
-        );
+        throw shuttingDown("This instance is shutting down and takes no new sends; retry.");
       }
       running.add(entry);
       try {

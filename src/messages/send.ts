@@ -4,7 +4,8 @@ import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import { acceptsWrites, type Database } from "../db/database.ts";
 import { isDatabaseUnavailable, StorageUnavailableError, withStorage } from "../db/errors.ts";
-import { AppError, problemBody } from "../http/problem.ts";
+import { AppError, problemBody, storageUnavailable } from "../http/problem.ts";
+import type { ProblemCode } from "../http/problems.ts";
 import type { SendGuard } from "../limits/send-guard.ts";
 import { maskPhone } from "../phone/phone.ts";
 import { claimedSendMs, STORE_BUDGET_MS } from "./deadlines.ts";
@@ -41,19 +42,18 @@ export interface SendRequest {
   verificationId?: string;
 }
 
-const PROVIDER_PROBLEMS: Record<BetatelFailure, { status: number; code: string; title: string }> = {
-  rejected: { status: 422, code: "provider_rejected", title: "Betatel rejected the message" },
-  auth_failed: { status: 502, code: "provider_auth_failed", title: "Betatel refused our credentials" },
-  payment_required: { status: 502, code: "provider_payment_required", title: "Betatel account needs funds" },
-  unavailable: { status: 502, code: "provider_unavailable", title: "Betatel is unavailable" },
-  timeout: { status: 504, code: "provider_timeout", title: "Betatel did not answer in time" },
+const PROVIDER_PROBLEMS: Record<BetatelFailure, ProblemCode> = {
+  rejected: "provider_rejected",
+  auth_failed: "provider_auth_failed",
+  payment_required: "provider_payment_required",
+  unavailable: "provider_unavailable",
+  timeout: "provider_timeout",
 };
 
 function providerProblem(error: BetatelError): AppError {
-  const problem = PROVIDER_PROBLEMS[error.failure];
   // Only a rejection carries Betatel's words: they tell the caller what to change. Other reasons are ours to fix.
   const detail = error.failure === "rejected" && error.reason ? error.reason : error.message;
-  return new AppError(problem.status, problem.code, problem.title, detail);
+  return new AppError({ code: PROVIDER_PROBLEMS[error.failure], detail });
 }
 
 function toAnswer(error: AppError): StoredAnswer {
@@ -165,14 +165,10 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
     // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever
     // the database said, for the caller this is the storage failing (never a bare 500 that drops the uuid).
     logger.error({ err: error, uuid: sent.uuid }, "betatel accepted the otp but storing it failed");
-    throw new AppError(
-      503,
-      "storage_unavailable",
-      "Storage unavailable",
-      "Betatel accepted the message but it could not be stored; its status cannot be tracked yet.",
-      { uuid: sent.uuid },
-      { "Retry-After": "5" },
-    );
+    throw storageUnavailable({
+      extra: { uuid: sent.uuid },
+      detail: "Betatel accepted the message but it could not be stored; its status cannot be tracked yet.",
+    });
   }
 
   const answer: StoredAnswer = {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Router } from "express";
 import { acceptsWrites, type Database, READINESS_TIMEOUT_MS } from "../db/database.ts";
-import { problemBody, storageUnavailable } from "../http/problem.ts";
+import { sendProblem, storageUnavailable } from "../http/problem.ts";
 import { findMessage } from "../messages/repository.ts";
 
 /** A uuid no message has: the probe runs the real read and finds nothing. */
@@ -40,11 +40,7 @@ export function healthRouter(db: Database): Router {
       res.json({ status: "ready", database: "up" });
       return;
     }
-    res
-      .status(503)
-      .set(storageUnavailable().headers)
-      .type("application/problem+json")
-      .json({ ...problemBody(storageUnavailable()), title: "Not ready", database: result });
+    sendProblem(res, storageUnavailable({ extra: { database: result }, title: "Not ready" }));
   });
   return router;
 }

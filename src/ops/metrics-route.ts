@@ -1,5 +1,5 @@
 import { type RequestHandler, Router } from "express";
-import { AppError } from "../http/problem.ts";
+import { unauthorized } from "../http/problem.ts";
 import { bearerToken, matchesSecret } from "../http/secrets.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -11,16 +11,7 @@ export function metricsRouter(metrics: Metrics, token: string | undefined): Rout
   const router = Router();
   const guard: RequestHandler = (req, _res, next) => {
     if (token && !matchesSecret(bearerToken(req.get("authorization")), [token])) {
-      throw new AppError(
-        401,
-        "unauthorized",
-        "Unauthorized",
-        "Present METRICS_TOKEN as `Authorization: Bearer`.",
-        {},
-        {
-          "WWW-Authenticate": 'Bearer realm="metrics"',
-        },
-      );
+      throw unauthorized("Present METRICS_TOKEN as `Authorization: Bearer`.", "metrics");
     }
     next();
   };

@@ -8,6 +8,7 @@ import {
   messageStatusEventSchema,
 } from "../callbacks/routes.ts";
 import { AppError } from "../http/problem.ts";
+import { PROBLEMS, type ProblemCode } from "../http/problems.ts";
 import { longPollQuerySchema } from "../live/routes.ts";
 import { listMessagesQuerySchema, messageListSchema } from "../messages/list.ts";
 import {
@@ -62,50 +63,47 @@ const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string, example?: unknown) => ({
   "application/json": { schema: ref(id), ...(example === undefined ? {} : { example }) },
 });
-const problem = (description: string) => ({
+const problemAnswer = (description: string) => ({
   description,
   content: { "application/problem+json": { schema: ref("Problem") } },
 });
 
-const PROBLEMS = {
-  400: problem("`validation_failed` (with `errors` field paths) or `malformed_json`"),
-  401: problem("`unauthorized`: missing or wrong credentials"),
-  404: problem(
-    "`message_not_found` (no such message, or one of another team: the two answer alike), `delivery_not_found` or `verification_not_found`",
-  ),
-  // The two routes a browser may read with the watch token of `watchUrl`.
-  "401-watch": problem(
-    "`unauthorized`: missing or wrong API key; `watch_token_invalid`: the watch token is malformed, tampered with or for another message; `watch_token_expired`: get a fresh watchUrl",
-  ),
-  409: problem("`idempotency_key_in_progress`: the first request with this key has not finished"),
-  413: problem("`payload_too_large`"),
-  415: problem("`unsupported_media_type`: send application/json"),
-  422: problem(
-    "`provider_rejected` (Betatel refused the request), `idempotency_key_reused` (different body) or `country_not_allowed` (the number's country is not in ALLOWED_COUNTRIES; Betatel is not called)",
-  ),
-  429: {
-    ...problem(
-      "`rate_limited` (this API key's sends per minute, over all instances) or `recipient_rate_limited` (too many sends to this number, over all teams). Betatel is not called.",
-    ),
-    headers: {
-      "Retry-After": {
-        schema: { type: "integer", minimum: 1 },
-        description: "Seconds until a send can succeed (for a number: when the oldest counted send leaves its window).",
-      },
-    },
-  },
-  502: problem("`provider_auth_failed`, `provider_payment_required` or `provider_unavailable`"),
-  503: problem(
-    "`storage_unavailable`: the database failed (with `uuid` if Betatel had already accepted); on a send also `shutting_down` (nothing sent, retry)",
-  ),
-  504: problem("`provider_timeout`"),
-} as const;
-// Streams and long-polls over the watcher caps.
-const TOO_MANY_WATCHERS = problem(
-  "`too_many_watchers` (with `Retry-After`): this instance or this API key has its most streams and long-polls open",
-);
-const problems = (...statuses: Array<keyof typeof PROBLEMS>) =>
-  Object.fromEntries(statuses.map((status) => [String(status).replace(/-.*/, ""), PROBLEMS[status]]));
+const described = (code: ProblemCode) => `\`${code}\`: ${PROBLEMS[code].description}`;
+
+/** An operation's problem answers from the codes it can give: one answer per status, describing each code. */
+function problems(...codes: ProblemCode[]): Record<string, Json> {
+  const byStatus = new Map<number, ProblemCode[]>();
+  for (const code of codes) {
+    const status = PROBLEMS[code].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  return Object.fromEntries(
+    [...byStatus].map(([status, list]) => [String(status), problemAnswer(list.map(described).join(" · "))]),
+  );
+}
+
+// The codes operations share.
+const API_KEY_CODES = ["unauthorized"] as const;
+const WATCH_CODES = ["unauthorized", "watch_token_invalid", "watch_token_expired"] as const;
+const JSON_BODY_CODES = ["validation_failed", "malformed_json", "payload_too_large", "unsupported_media_type"] as const;
+const PROVIDER_CODES = [
+  "provider_rejected",
+  "provider_auth_failed",
+  "provider_payment_required",
+  "provider_unavailable",
+  "provider_timeout",
+] as const;
+const SEND_CODES = [
+  ...JSON_BODY_CODES,
+  ...API_KEY_CODES,
+  ...PROVIDER_CODES,
+  "idempotency_key_in_progress",
+  "idempotency_key_reused",
+  "country_not_allowed",
+  "rate_limited",
+  "recipient_rate_limited",
+  "storage_unavailable",
+] as const;
 
 /** Components from the zod schemas themselves (`.meta({id})`), as JSON Schema 2020-12 (OpenAPI 3.1's dialect). */
 function componentSchemas(): Record<string, Json> {
@@ -218,8 +216,13 @@ function getMessage(operationId: string, summary: string, watchable: boolean): J
     ],
     responses: {
       200: { description: "The message with its events, oldest first.", content: json("Message") },
-      429: TOO_MANY_WATCHERS,
-      ...problems(400, watchable ? "401-watch" : 401, 404, 503),
+      ...problems(
+        "validation_failed",
+        ...(watchable ? WATCH_CODES : API_KEY_CODES),
+        "message_not_found",
+        "too_many_watchers",
+        "storage_unavailable",
+      ),
     },
   };
 }
@@ -240,8 +243,8 @@ function withCommonAnswers(paths: Record<string, Record<string, Json>>) {
   for (const operations of Object.values(paths)) {
     for (const operation of Object.values(operations)) {
       const responses = operation.responses as Record<string, Json>;
-      responses["408"] ??= problem("The request was not received in time (the connection is closed).");
-      responses["500"] ??= problem("`internal_error`: a failure of ours, logged; the body carries no details.");
+      responses["408"] ??= problemAnswer("The request was not received in time (the connection is closed).");
+      responses["500"] ??= problemAnswer(described("internal_error"));
       for (const status of ["429", "503"]) {
         const response = responses[status];
         if (response) {
@@ -294,8 +297,7 @@ export function buildOpenApiDocument(): Json {
               headers: { Location: { schema: { type: "string" }, description: "/v1/messages/{uuid}" } },
               content: json("CreatedMessage"),
             },
-            429: problem("`rate_limited` (this key's send rate) or `recipient_rate_limited` (this number's)"),
-            ...problems(400, 401, 409, 413, 415, 422, 502, 503, 504),
+            ...problems(...SEND_CODES, "shutting_down"),
           },
         },
         get: {
@@ -304,7 +306,10 @@ export function buildOpenApiDocument(): Json {
           tags: ["messages"],
           security: API_KEY,
           parameters: queryParameters(listMessagesQuerySchema),
-          responses: { 200: { description: "One page.", content: json("MessageList") }, ...problems(400, 401, 503) },
+          responses: {
+            200: { description: "One page.", content: json("MessageList") },
+            ...problems("validation_failed", ...API_KEY_CODES, "storage_unavailable"),
+          },
         },
       },
       "/v1/messages/{uuid}": { get: getMessage("getMessage", "Read one message", true) },
@@ -322,8 +327,14 @@ export function buildOpenApiDocument(): Json {
               description: "`data:` lines, each a JSON Message.",
               content: { "text/event-stream": { schema: { type: "string" }, "x-item-schema": ref("Message") } },
             },
-            429: TOO_MANY_WATCHERS,
-            ...problems(400, "401-watch", 404, 503),
+            ...problems(
+              "validation_failed",
+              ...WATCH_CODES,
+              "message_not_found",
+              "too_many_watchers",
+              "storage_unavailable",
+              "shutting_down",
+            ),
           },
         },
       },
@@ -344,10 +355,7 @@ export function buildOpenApiDocument(): Json {
               description: "The number's pending verification: its code was sent again.",
               content: json("Verification"),
             },
-            429: problem(
-              "`resend_too_soon` (with `Retry-After`), `max_sends_reached`, or a rate limit; the body's `id` names the pending verification",
-            ),
-            ...problems(400, 401, 413, 415, 422, 502, 503, 504),
+            ...problems(...SEND_CODES, "verification_busy", "resend_too_soon", "max_sends_reached", "shutting_down"),
           },
         },
       },
@@ -366,8 +374,13 @@ export function buildOpenApiDocument(): Json {
               description: "Approved, or pending with one check fewer (or max_attempts_reached).",
               content: json("Verification"),
             },
-            409: problem("`verification_closed`, with its `status`"),
-            ...problems(400, 401, 404, 503),
+            ...problems(
+              ...JSON_BODY_CODES,
+              ...API_KEY_CODES,
+              "verification_not_found",
+              "verification_closed",
+              "storage_unavailable",
+            ),
           },
         },
       },
@@ -380,7 +393,7 @@ export function buildOpenApiDocument(): Json {
           parameters: [verificationIdParameter],
           responses: {
             200: { description: "The verification.", content: json("Verification") },
-            ...problems(400, 401, 404, 503),
+            ...problems("validation_failed", ...API_KEY_CODES, "verification_not_found", "storage_unavailable"),
           },
         },
       },
@@ -397,8 +410,13 @@ export function buildOpenApiDocument(): Json {
               description: "Approved, or pending with one check fewer (or max_attempts_reached).",
               content: json("Verification"),
             },
-            409: problem("`verification_closed`, with its `status`"),
-            ...problems(400, 401, 404, 503),
+            ...problems(
+              ...JSON_BODY_CODES,
+              ...API_KEY_CODES,
+              "verification_not_found",
+              "verification_closed",
+              "storage_unavailable",
+            ),
           },
         },
       },
@@ -411,8 +429,13 @@ export function buildOpenApiDocument(): Json {
           parameters: [verificationIdParameter],
           responses: {
             200: { description: "Canceled.", content: json("Verification") },
-            409: problem("`verification_closed`, with its `status`"),
-            ...problems(400, 401, 404, 503),
+            ...problems(
+              "validation_failed",
+              ...API_KEY_CODES,
+              "verification_not_found",
+              "verification_closed",
+              "storage_unavailable",
+            ),
           },
         },
       },
@@ -428,7 +451,7 @@ export function buildOpenApiDocument(): Json {
           }),
           responses: {
             200: { description: "One page.", content: json("CallbackDeliveryList") },
-            ...problems(400, 401, 503),
+            ...problems("validation_failed", ...API_KEY_CODES, "storage_unavailable"),
           },
         },
       },
@@ -441,7 +464,7 @@ export function buildOpenApiDocument(): Json {
           parameters: [{ name: "id", in: "path", required: true, schema: inline(deliveryIdSchema) }],
           responses: {
             202: { description: "Pending again.", content: json("CallbackDelivery") },
-            ...problems(400, 401, 404, 503),
+            ...problems("validation_failed", ...API_KEY_CODES, "delivery_not_found", "storage_unavailable"),
           },
         },
       },
@@ -463,11 +486,7 @@ export function buildOpenApiDocument(): Json {
           requestBody: { required: true, content: json("WebhookBody", webhookExample) },
           responses: {
             200: { description: "Stored; one result per item.", content: json("WebhookResponse") },
-            ...problems(400, 401, 413, 415, 503),
-            403: problem("`forbidden`: WEBHOOK_ALLOWED_IPS is set and the client address is not in it"),
-            429: problem(
-              "`too_many_buffered`: this sender's statuses for unknown uuids this minute are used up (Retry-After)",
-            ),
+            ...problems(...JSON_BODY_CODES, ...API_KEY_CODES, "forbidden", "too_many_buffered", "storage_unavailable"),
           },
         },
       },
@@ -486,7 +505,7 @@ export function buildOpenApiDocument(): Json {
           security: [],
           summary: "The database serves the service's own read and accepts writes, within 2 s",
           tags: ["ops"],
-          responses: { 200: { description: "Ready.", content: json("Health") }, ...problems(503) },
+          responses: { 200: { description: "Ready.", content: json("Health") }, ...problems("storage_unavailable") },
         },
       },
       "/metrics": {
@@ -498,7 +517,7 @@ export function buildOpenApiDocument(): Json {
           security: [{}, { metricsToken: [] }],
           responses: {
             200: { description: "Prometheus text format.", content: { "text/plain": { schema: { type: "string" } } } },
-            ...problems(401),
+            ...problems("unauthorized"),
           },
         },
       },
@@ -570,16 +589,11 @@ export function methodNotAllowedHandler(): RequestHandler {
     const route = routes.find((candidate) => candidate.pattern.test(req.path));
     if (!route) return next();
     next(
-      new AppError(
-        405,
-        "method_not_allowed",
-        "Method not allowed",
-        `${req.method} is not served here; use ${route.allow}.`,
-        {},
-        {
-          Allow: route.allow,
-        },
-      ),
+      new AppError({
+        code: "method_not_allowed",
+        detail: `${req.method} is not served here; use ${route.allow}.`,
+        headers: { Allow: route.allow },
+      }),
     );
   };
 }

@@ -51,8 +51,10 @@ async function view(pool: pg.Pool, row: VerificationRow): Promise<VerificationVi
 }
 
 const closed = (row: VerificationRow) =>
-  new AppError(409, "verification_closed", "Verification closed", `This verification is ${row.status}.`, {
-    status: row.status,
+  new AppError({
+    code: "verification_closed",
+    detail: `This verification is ${row.status}.`,
+    extra: { status: row.status },
   });
 
 const retryAfter = (ms: number) => ({ "Retry-After": String(Math.max(1, Math.ceil(ms / 1000))) });
@@ -130,29 +132,24 @@ export async function startVerification(
     case "none":
       // The pending one ended between our insert and this claim (its first send failed, or it expired).
       if (tries > 1) return startVerification(deps, request, tries - 1);
-      throw new AppError(
-        409,
-        "verification_busy",
-        "Try again",
-        "This number's verification is changing; retry.",
-        {},
-        {
-          "Retry-After": "1",
-        },
-      );
+      throw new AppError({
+        code: "verification_busy",
+        detail: "This number's verification is changing; retry.",
+        headers: { "Retry-After": "1" },
+      });
     case "max_sends_reached":
-      throw new AppError(429, "max_sends_reached", "Too many sends", `The code was sent ${MAX_SENDS} times already.`, {
-        id: claim.verification.id,
+      throw new AppError({
+        code: "max_sends_reached",
+        detail: `The code was sent ${MAX_SENDS} times already.`,
+        extra: { id: claim.verification.id },
       });
     case "too_soon":
-      throw new AppError(
-        429,
-        "resend_too_soon",
-        "Resend too soon",
-        "The code was sent moments ago; wait before sending it again.",
-        { id: claim.verification.id },
-        retryAfter(claim.retryAfterMs),
-      );
+      throw new AppError({
+        code: "resend_too_soon",
+        detail: "The code was sent moments ago; wait before sending it again.",
+        extra: { id: claim.verification.id },
+        headers: retryAfter(claim.retryAfterMs),
+      });
   }
   await sendCode(deps, claim.verification, request.apiKeyId, request.apiKey);
   deps.logger.info({ verificationId: claim.verification.id, to: maskPhone(request.to) }, "verification code resent");

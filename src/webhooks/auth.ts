@@ -1,9 +1,7 @@
 import type { Request } from "express";
 import { Webhook } from "standardwebhooks";
-import { AppError } from "../http/problem.ts";
+import { unauthorized } from "../http/problem.ts";
 import { bearerToken, matchesSecret } from "../http/secrets.ts";
-
-const unauthorized = (detail: string) => new AppError(401, "unauthorized", "Unauthorized", detail);
 
 /** The shared secret from `x-webhook-secret`, `Authorization: Bearer` or `?token=`. */
 function presentedSecret(req: Request): string | undefined {

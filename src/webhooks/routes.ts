@@ -1,7 +1,13 @@
 import express, { type RequestHandler, Router } from "express";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
-import { AppError, type FieldError, storageUnavailable, validationFailed } from "../http/problem.ts";
+import {
+  type FieldError,
+  malformedJson,
+  payloadTooLarge,
+  storageUnavailable,
+  validationFailed,
+} from "../http/problem.ts";
 import { requireJsonBody } from "../http/validate.ts";
 import { type AppliedOutcome, applyStatusEvents, isTransientConflict, type StatusEvent } from "../tracking/apply.ts";
 import type { Outcome } from "../tracking/state-machine.ts";
@@ -35,8 +41,6 @@ export interface WebhookResult {
   errors?: FieldError[];
 }
 
-const tooLarge = (detail: string) => new AppError(413, "payload_too_large", "Payload too large", detail);
-
 /** `POST /webhooks/betatel`: Betatel's status updates. */
 export function webhookRouter(deps: WebhookDeps): Router {
   const checkSecret = checkWebhookSecret(deps.secret);
@@ -63,7 +67,7 @@ export function webhookRouter(deps: WebhookDeps): Router {
       try {
         body = JSON.parse(raw.toString("utf8"));
       } catch {
-        throw new AppError(400, "malformed_json", "Malformed JSON", "The request body is not valid JSON.");
+        throw malformedJson();
       }
       const shape = bodyShape(body);
       if (!shape) {
@@ -73,7 +77,7 @@ export function webhookRouter(deps: WebhookDeps): Router {
         );
       }
       const items = shape.kind === "single" ? [shape.item] : shape.items;
-      if (items.length > MAX_ITEMS) throw tooLarge(`At most ${MAX_ITEMS} statuses per request.`);
+      if (items.length > MAX_ITEMS) throw payloadTooLarge(`At most ${MAX_ITEMS} statuses per request.`);
 
       const parsed = items.map((item) => parseItem(item, "webhook"));
       if (shape.kind === "single" && !parsed[0]?.ok) {

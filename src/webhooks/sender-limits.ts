@@ -31,7 +31,7 @@ export function checkWebhookClient(allowed: readonly string[] | undefined): (req
     const address = ip.startsWith("::ffff:") && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
     const family = isIP(address) === 6 ? "ipv6" : "ipv4";
     if (isIP(address) === 0 || !list.check(address, family)) {
-      throw new AppError(403, "forbidden", "Forbidden", "This client address may not call the webhook.");
+      throw new AppError({ code: "forbidden", detail: "This client address may not call the webhook." });
     }
   };
 }
@@ -64,14 +64,11 @@ export function bufferedBudget(perMinute: number, now: () => number = Date.now) 
     },
     refusal(): AppError {
       const seconds = Math.max(1, Math.ceil((windowStart + WINDOW_MS - now()) / 1000));
-      return new AppError(
-        429,
-        "too_many_buffered",
-        "Too many statuses for unknown messages",
-        `At most ${perMinute} statuses for unknown uuids per minute from one sender; retry after the time in Retry-After.`,
-        {},
-        { "Retry-After": String(seconds) },
-      );
+      return new AppError({
+        code: "too_many_buffered",
+        detail: `At most ${perMinute} statuses for unknown uuids per minute from one sender; retry after the time in Retry-After.`,
+        headers: { "Retry-After": String(seconds) },
+      });
     },
   };
 }

@@ -1,11 +1,12 @@
 import { Writable } from "node:stream";
 import type { Express } from "express";
 import { ulid } from "ulid";
-import { createApp } from "../../src/app.ts";
 import { createBetatelClient } from "../../src/betatel/client.ts";
 import { loadConfig } from "../../src/config.ts";
 import type { Database } from "../../src/db/database.ts";
 import { createLogger } from "../../src/http/logging.ts";
+import { createLocalNotifier } from "../../src/live/notifier.ts";
+import { createService } from "../../src/service.ts";
 import { type FakeBetatel, startFakeBetatel } from "./fake-betatel.ts";
 import { openTestDatabase } from "./test-database.ts";
 
@@ -32,7 +33,7 @@ export interface TestApp {
 export const TEST_BETATEL = { apiKey: "test-betatel-key", accountId: "test-account-id" };
 
 /**
- * The real app over a real database and a fake Betatel server. `env` overrides the service's
+ * The real service (built by `createService`, not started) over a real database and a fake Betatel server. `env` overrides the service's
  * environment as an operator would set it.
  */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
@@ -67,15 +68,17 @@ export async function startTestAppOn(db: Database, env: Record<string, string> =
     accountId: config.betatel?.accountId ?? "",
     retryDelayMs: 10,
   });
-  const app = createApp({ config, db, betatel: client, logger });
+  // The service as production composes it, not started: tests call its app directly and run no background job.
+  // Live changes stay in this process (the run's test files share one database).
+  const service = await createService(config, { db, betatel: client, logger, notifier: createLocalNotifier() });
   return {
-    app,
+    app: service.app,
     db,
     betatel,
     logs,
     async close() {
       await betatel.close();
-      await db.close();
+      await service.stop();
     },
   };
 }

@@ -4,7 +4,7 @@ import express, { type RequestHandler, Router } from "express";
 import { rateLimit } from "express-rate-limit";
 import type pg from "pg";
 import { withStorage } from "../../db/errors.ts";
-import { AppError, sendProblem } from "../../http/problem.ts";
+import { sendProblem, unauthorized as unauthorizedProblem, validationFailed } from "../../http/problem.ts";
 import { newSession, type OpsAccess, requireOpsSession, setSessionCookie, tokenMatches } from "./access.ts";
 import { readOverview, WINDOWS, type WindowName } from "./queries.ts";
 
@@ -17,10 +17,7 @@ const CSP =
   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const unauthorized = (access: OpsAccess) =>
-  new AppError(
-    401,
-    "unauthorized",
-    "Unauthorized",
+  unauthorizedProblem(
     access.locked
       ? "The ops page is locked: set OPS_TOKEN to use it."
       : "Sign in at /ops with OPS_TOKEN; the session cookie is sent with each request.",
@@ -92,9 +89,10 @@ export function opsPageRouter({ pool, access, stuckAfterMs }: OpsPageOptions): R
     const window = req.query.window ?? "24h";
     if (typeof window !== "string" || !Object.hasOwn(WINDOWS, window)) {
       return next(
-        new AppError(400, "validation_failed", "Validation failed", "window must be one of 1h, 24h, 7d.", {
-          errors: [{ path: "window", message: "must be one of 1h, 24h, 7d" }],
-        }),
+        validationFailed(
+          [{ path: "window", message: "must be one of 1h, 24h, 7d" }],
+          "window must be one of 1h, 24h, 7d.",
+        ),
       );
     }
     try {
