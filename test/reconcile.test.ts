@@ -308,7 +308,7 @@ describe("reconciler", () => {
     // One request, then silence: the batch stopped at the first 429 and Retry-After (1 s) beats 40 ms.
     const early = wdrRequestCount(t.betatel, [uuid, other]);
     const afterEarly = Date.now();
-    await eventually(() => wdrRequestCount(t.betatel, [uuid, other]) >= 2, 5000);
+    await eventually(() => wdrRequestCount(t.betatel, [uuid, other]) >= 2, 15_000);
     const waited = Date.now() - afterEarly + 700;
     await job.stop();
 
