@@ -60,9 +60,10 @@ export async function seedOpsHistory(
 
 /**
  * What the callbacks and verifications leave behind, for messages seeded by `seedOpsHistory` with `prefix`:
- * - four endpoints: growth's `ok` and `failing` (failing for 2 hours), billing's `ok` and `off` (disabled by a 410);
- * - three callback deliveries per message (delivered, or failed every 7th, or pending for the newest 10%),
- *   spread over the endpoints, plus six delivered ones from 30 hours ago and one pending for 3 hours;
+ * - four endpoints: growth's `ok` and `failing` (failing for 3 hours), billing's `ok` and `off` (disabled by a 410);
+ * - three callback deliveries per message, spread over the team's endpoints: delivered, or failed (every 7th,
+ *   and all of the disabled endpoint's), or pending (the failing endpoint's of the last 2 hours and 10% of the
+ *   others' there), plus six delivered ones from 30 hours ago and one pending for 3 hours;
  * - a verification for every 5th message (and every 20th + 2, some still pending), of its team, linked to it: approved (20-109 s after the start) when
  *   the message was read, or delivered every other time, max_attempts_reached or canceled now and then, expired
  *   when it failed or expired, pending (expiring in 10 minutes) while it is PENDING or SENT.
@@ -73,7 +74,7 @@ export async function seedOpsFeatures(pool: pg.Pool | pg.PoolClient, { prefix = 
     `INSERT INTO callback_endpoints (id, team, url, enabled, disabled_reason, failing_since)
      VALUES ('ep_' || $1 || '_growth_ok', 'growth', 'https://growth.example/otp?token=secret', true, NULL, NULL),
             ('ep_' || $1 || '_growth_failing', 'growth', 'https://hooks.growth.example/status', true, NULL,
-             now() - interval '2 hours'),
+             now() - interval '3 hours'),
             ('ep_' || $1 || '_billing_ok', 'billing', 'https://billing.example/callbacks', true, NULL, NULL),
             ('ep_' || $1 || '_billing_off', 'billing', 'https://old.billing.example/cb', false, '410 Gone', NULL)`,
     [prefix],
@@ -95,7 +96,7 @@ export async function seedOpsFeatures(pool: pg.Pool | pg.PoolClient, { prefix = 
        WHEN m.team = 'growth' AND (m.n + k) % 4 = 0 THEN '_failing'
        WHEN m.team = 'billing' AND (m.n + k) % 5 = 0 THEN '_off' ELSE '_ok' END
      CROSS JOIN LATERAL (SELECT CASE
-       WHEN e.id LIKE '%_failing' THEN CASE WHEN m.created_at > now() - interval '2 hours' THEN 'pending' ELSE 'failed' END
+       WHEN e.id LIKE '%_failing' THEN CASE WHEN m.created_at > now() - interval '2 hours' THEN 'pending' ELSE 'delivered' END
        WHEN e.id LIKE '%_off' THEN 'failed'
        WHEN (m.n * k) % 7 = 0 THEN 'failed'
        WHEN m.n % 10 = 1 AND m.created_at > now() - interval '2 hours' THEN 'pending'
