@@ -2,7 +2,7 @@
 // (DOM types for the callbacks that run in the browser page.)
 /**
  * Regenerates docs/ops-page.png: the service as a newcomer runs it (sandbox, embedded database, no
- * configuration) with a day of history seeded in SQL, a few OTPs sent through the API while it runs, and
+ * configuration) with a day of history seeded in SQL (messages, callbacks, verifications), a few OTPs sent through the API while it runs, and
  * the page photographed in headless Chromium. `npm run screenshot:ops`.
  */
 import { mkdtemp, rm } from "node:fs/promises";
@@ -18,7 +18,7 @@ import { openDatabase } from "../src/db/database.ts";
 import { applyMigrations } from "../src/db/migrate.ts";
 import { createLogger } from "../src/http/logging.ts";
 import { launchChromium } from "../test/support/chromium.ts";
-import { seedOpsHistory } from "../test/support/ops-seed.ts";
+import { seedOpsFeatures, seedOpsHistory } from "../test/support/ops-seed.ts";
 
 const output = path.join(import.meta.dirname, "..", "docs", "ops-page.png");
 const dataDir = await mkdtemp(path.join(tmpdir(), "ops-screenshot-"));
@@ -28,6 +28,7 @@ try {
   const db = await openDatabase({ url: undefined, dataDir, poolSize: 1 });
   await applyMigrations(db.pool);
   await seedOpsHistory(db.pool, { count: 2400, spanHours: 24 });
+  await seedOpsFeatures(db.pool); // callback endpoints and deliveries, verifications
   // What the reconciler and the webhook leave behind on a normal day: a few checks, a status ahead of its message.
   await db.pool.query(
     `UPDATE messages SET check_count = 1 + length(uuid) % 3, last_checked_at = now() - interval '2 minutes',

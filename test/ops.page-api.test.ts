@@ -5,7 +5,7 @@ import type { Database } from "../src/db/database.ts";
 import { newSession } from "../src/ops/page/access.ts";
 import { OVERVIEW_QUERIES } from "../src/ops/page/queries.ts";
 import { openIsolatedDatabase } from "./support/isolated-database.ts";
-import { seedOpsHistory } from "./support/ops-seed.ts";
+import { seedOpsFeatures, seedOpsHistory } from "./support/ops-seed.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
 // The ops page's access rules and JSON, through HTTP; its queries' plans on a realistically sized table.
@@ -93,6 +93,27 @@ describe("the ops page's access", () => {
     }
   });
 
+  it("when the team is not a team name or is given twice, then a 400 problem names it; an unknown team reads zeros", async () => {
+    for (const bad of ["?team=%20growth", "?team=a%27%3B--", `?team=${"x".repeat(65)}`, "?team=a&team=b"]) {
+      const res = await request(open.app).get(`/ops/api/overview${bad}`);
+      expect(res.status, bad).toBe(400);
+      expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(res.body.errors).toEqual([
+        { path: "team", message: "must be 1 to 64 letters, digits, dots, dashes or underscores" },
+      ]);
+    }
+    const nobody = await request(open.app).get("/ops/api/overview?team=no-such-team");
+    expect(nobody.status).toBe(200);
+    expect(nobody.body).toMatchObject({
+      team: "no-such-team",
+      totals: { all: 0 },
+      callbacks: { pending: 0, endpoints: 0 },
+      verifications: { started: 0 },
+    });
+    const all = await request(open.app).get("/ops/api/overview?team=");
+    expect(all.body.team).toBeNull();
+  });
+
   it("when a file that is not the page's is asked for, or the sign-in form is oversized, then a 4xx problem answers", async () => {
     for (const path of ["/ops/assets/nope.js", "/ops/assets/%2e%2e/routes.ts", "/ops/vendor/package.json"]) {
       const res = await request(open.app).get(path);
@@ -113,14 +134,18 @@ describe("the ops page's access", () => {
 });
 
 describe("the ops page's query plans", () => {
-  // A database of its own: 50,000 messages over 30 days (about 1,700 in the last 24 hours) and their events,
-  // ANALYZEd, so the planner sees a table where the window is a small slice.
+  // A database of its own: 50,000 messages over 30 days (about 1,700 in the last 24 hours), their events,
+  // callback deliveries and verifications, ANALYZEd, so the planner sees a table where the window is a small slice.
   let db: Database;
   beforeAll(async () => {
     db = await openIsolatedDatabase(1);
     await seedOpsHistory(db.pool, { count: 50_000, spanHours: 30 * 24 });
-    await db.pool.query("ANALYZE messages");
-    await db.pool.query("ANALYZE message_events");
+    // Three deliveries per message (pending only in the last 2 hours: the backlog is a small slice) and a
+    // verification for every 5th message.
+    await seedOpsFeatures(db.pool);
+    for (const table of ["messages", "message_events", "callback_deliveries", "verifications"]) {
+      await db.pool.query(`ANALYZE ${table}`);
+    }
   });
   afterAll(() => db.close());
 
@@ -129,12 +154,29 @@ describe("the ops page's query plans", () => {
   const since = () => new Date(Date.now() - 86_400_000);
 
   it.each([
-    ["WINDOW_STATS", [since(), 3600]],
-    ["TOP_FAILURES", [since()]],
-    ["STUCK_SUMMARY", [300]],
-  ] as const)("%s reads the window through an index, never the whole table", async (name, values) => {
+    ["WINDOW_STATS", [since(), null, 3600]],
+    ["WINDOW_STATS", [since(), "billing", 3600]],
+    ["TOP_FAILURES", [since(), null]],
+    ["TOP_FAILURES", [since(), "growth"]],
+    ["STUCK_SUMMARY", [300, null]],
+    ["STUCK_SUMMARY", [300, "billing"]],
+    ["TEAMS", []],
+    ["VERIFICATION_FUNNEL", [since(), null]],
+    ["VERIFICATION_FUNNEL", [since(), "growth"]],
+  ] as const)("%s (%j) reads the window through an index, never the whole table", async (name, values) => {
     const plan = await explain(OVERVIEW_QUERIES[name], [...values]);
     expect(plan).toMatch(/Index (Only )?Scan|Bitmap Index Scan/);
-    expect(plan).not.toMatch(/Seq Scan on messages/);
+    expect(plan).not.toMatch(/Seq Scan on (messages|verifications)/);
+  });
+
+  it.each([
+    ["CALLBACK_BACKLOG", [null]],
+    ["CALLBACK_BACKLOG", ["growth"]],
+    ["CALLBACK_WINDOW", [since(), null]],
+    ["CALLBACK_WINDOW", [since(), "growth"]],
+  ] as const)("%s (%j) reads the deliveries through an index, never the whole table", async (name, values) => {
+    const plan = await explain(OVERVIEW_QUERIES[name], [...values]);
+    expect(plan).toMatch(/Index (Only )?Scan|Bitmap Index Scan/);
+    expect(plan).not.toMatch(/Seq Scan on callback_deliveries/);
   });
 });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "./support/chromium.ts";
 import { openIsolatedDatabase } from "./support/isolated-database.ts";
 import { insertMessage } from "./support/message-rows.ts";
-import { seedOpsHistory } from "./support/ops-seed.ts";
+import { seedOpsFeatures, seedOpsHistory } from "./support/ops-seed.ts";
 import { aPhoneNumber, aUuid, startTestAppOn, type TestApp } from "./support/test-app.ts";
 
 // The ops page in a real browser (Debian's Chromium) against the real app on a database of its own, so the
@@ -31,6 +31,8 @@ beforeAll(async () => {
   });
   // 240 messages over the last 20 hours (four PENDING/SENT among them are stuck), plus what the window leaves out.
   await seedOpsHistory(t.db.pool, { count: 240, spanHours: 20 });
+  // Their callback deliveries (four endpoints, two failing or disabled) and verifications, in both teams.
+  await seedOpsFeatures(t.db.pool);
   const dayAndAHalfAgo = new Date(Date.now() - 30 * 3_600_000);
   for (const status of ["READ", "FAILED", "DELIVERED"] as const) {
     await insertMessage(t.db.pool, { status, createdAt: dayAndAHalfAgo, errorCode: status === "FAILED" ? "1" : null });
@@ -59,7 +61,7 @@ afterAll(async () => {
   await t?.close();
 });
 
-const sql = async <Row>(text: string) => (await t.db.pool.query(text)).rows as Row[];
+const sql = async <Row>(text: string, values: unknown[] = []) => (await t.db.pool.query(text, values)).rows as Row[];
 const text = async (selector: string) => ((await page.textContent(selector)) ?? "").trim();
 const number = async (selector: string) => Number((await text(selector)).replaceAll(",", ""));
 // The page's duration format, to compare a number of seconds SQL computed with what the page prints.
@@ -243,6 +245,148 @@ describe("the ops page in Chromium", () => {
     await page.selectOption("#window", "24h");
     await freshData();
     expect(await number("#total-all")).toBe(240);
+  });
+
+  // What SQL says for one team (null: all), in the definitions of the views the dashboards use.
+  // (The oldest pending callback's age is as of the page's read.)
+  async function expectedFor(team: string | null) {
+    const readAt = await page.evaluate(() => document.body.dataset.readAt);
+    const [messages] = await sql<{ all: string; failed: string }>(
+      `SELECT coalesce(sum(messages), 0) AS all, coalesce(sum(messages) FILTER (WHERE status = 'FAILED'), 0) AS failed
+       FROM ops_messages_per_hour WHERE hour >= date_trunc('hour', now() - interval '24 hours', 'UTC')
+         AND ($1::text IS NULL OR team = $1)`,
+      [team],
+    );
+    const [stuck] = await sql<{ messages: string }>(
+      `SELECT count(*) AS messages FROM ops_stuck_messages
+       WHERE age > interval '10 minutes' AND ($1::text IS NULL OR team = $1)`,
+      [team],
+    );
+    const [callbacks] = await sql<{ pending: string; failing: string; endpoints: string; oldest: number }>(
+      `SELECT sum(pending) AS pending, count(*) FILTER (WHERE failing_since IS NOT NULL OR NOT enabled) AS failing,
+              count(*) AS endpoints, extract(epoch FROM $2::timestamptz - min(oldest_pending_at))::float8 AS oldest
+       FROM ops_callback_health WHERE ($1::text IS NULL OR team = $1)`,
+      [team, readAt],
+    );
+    const [window] = await sql<{ delivered: string; failed: string }>(
+      `SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered, count(*) FILTER (WHERE status = 'failed') AS failed
+       FROM callback_deliveries WHERE created_at >= now() - interval '24 hours' AND ($1::text IS NULL OR team = $1)`,
+      [team],
+    );
+    const [funnel] = await sql<Record<string, string>>(
+      `SELECT sum(started) AS started, sum(delivered) AS delivered, sum(read) AS read, sum(approved) AS approved,
+              sum(expired) AS expired, sum(max_attempts_reached) AS max_attempts, sum(canceled) AS canceled
+       FROM ops_verification_funnel WHERE hour >= now() - interval '25 hours' AND ($1::text IS NULL OR team = $1)`,
+      [team],
+    );
+    const [median] = await sql<{ seconds: number }>(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM approved_at - created_at)) AS seconds
+       FROM verifications WHERE approved_at IS NOT NULL AND ($1::text IS NULL OR team = $1)`,
+      [team],
+    );
+    return {
+      messages: Number(messages?.all),
+      failed: Number(messages?.failed),
+      stuck: Number(stuck?.messages),
+      callbacks: {
+        pending: Number(callbacks?.pending),
+        failing: Number(callbacks?.failing),
+        endpoints: Number(callbacks?.endpoints),
+        oldest: duration(callbacks?.oldest as number),
+        delivered: Number(window?.delivered),
+        failed: Number(window?.failed),
+      },
+      funnel: Object.fromEntries(Object.entries(funnel ?? {}).map(([k, v]) => [k, Number(v)])),
+      median: duration(median?.seconds as number),
+    };
+  }
+  // The same numbers, as the page shows them.
+  async function shown() {
+    return {
+      messages: await number("#total-all"),
+      failed: await number("#total-FAILED"),
+      stuck: await number("#stuck-count"),
+      callbacks: {
+        pending: await number("#callbacks-pending"),
+        failing: await number("#callbacks-failing"),
+        endpoints: await number("#callbacks-endpoints"),
+        oldest: await text("#callbacks-oldest"),
+        delivered: await number("#callbacks-delivered"),
+        failed: await number("#callbacks-failed"),
+      },
+      funnel: {
+        started: await number("#funnel-started"),
+        delivered: await number("#funnel-delivered"),
+        read: await number("#funnel-read"),
+        approved: await number("#funnel-approved"),
+        expired: await number("#funnel-expired"),
+        max_attempts: await number("#funnel-max-attempts"),
+        canceled: await number("#funnel-canceled"),
+      },
+      median: await text("#funnel-median"),
+    };
+  }
+
+  it("shows callback delivery health and the verification funnel as the views compute them, and draws both", async () => {
+    await freshData();
+    const expected = await expectedFor(null);
+    expect(await shown()).toEqual(expected);
+    // The seed has something in every box, so equal numbers are not just zeros.
+    expect(expected.callbacks).toMatchObject({ failing: 2, endpoints: 4, oldest: "3.0 h" });
+    expect(expected.callbacks.pending).toBeGreaterThan(1);
+    expect(expected.callbacks.failed).toBeGreaterThan(0);
+    expect(expected.funnel.started).toBeGreaterThan(expected.funnel.approved as number);
+    expect(expected.funnel.approved).toBeGreaterThan(0);
+
+    // The endpoints needing attention come first; addresses lose their query (it may hold a secret).
+    const endpoints = await page.$$eval("#callback-endpoints tbody tr", (trs) =>
+      trs.map((tr) => Array.from(tr.querySelectorAll("td")).map((td) => td.textContent)),
+    );
+    const health = await sql<{ endpoint_id: string; pending: string }>(
+      `SELECT endpoint_id, pending FROM ops_callback_health
+       ORDER BY (NOT enabled OR failing_since IS NOT NULL) DESC, pending DESC, endpoint_id`,
+    );
+    expect(endpoints.map((row) => [row[0], row[4]])).toEqual(health.map((r) => [r.endpoint_id, r.pending]));
+    expect(endpoints.slice(0, 2).map((row) => row[0])).toEqual(["ep_ops_growth_failing", "ep_ops_billing_off"]);
+    expect(endpoints[1]?.[3]).toBe("disabled: 410 Gone");
+    expect(endpoints.map((row) => row[2])).toContain("https://growth.example/otp");
+    expect(await page.content()).not.toContain("token=secret");
+
+    // Funnel bars: started is full width, each later step narrower, none empty.
+    const bars = await page.$$eval(".funnel .bar span", (spans) => spans.map((s) => s.getBoundingClientRect().width));
+    expect(bars).toHaveLength(4);
+    expect(bars[0]).toBeGreaterThan(100);
+    for (let i = 1; i < bars.length; i++) {
+      expect(bars[i]).toBeGreaterThan(0);
+      expect(bars[i]).toBeLessThanOrEqual(bars[i - 1] as number);
+    }
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it("filters every message, callback and verification number by the chosen team, as SQL does", async () => {
+    const teams = await page.$$eval("#team option", (options) => options.map((o) => (o as HTMLOptionElement).value));
+    const known = await sql<{ team: string }>(
+      "SELECT DISTINCT team FROM messages UNION SELECT team FROM callback_endpoints ORDER BY 1",
+    );
+    expect(teams).toEqual(["", ...known.map((r) => r.team)]);
+    expect(teams).toEqual(expect.arrayContaining(["billing", "growth"]));
+    const all = await expectedFor(null);
+    for (const team of ["billing", "growth"]) {
+      await page.selectOption("#team", team);
+      await page.waitForURL(new RegExp(`team=${team}`));
+      await freshData();
+      const expected = await expectedFor(team);
+      expect(await shown(), team).toEqual(expected);
+      expect(expected.messages).toBeLessThan(all.messages);
+      expect(expected.funnel.started).toBeLessThan(all.funnel.started as number);
+    }
+    // Background work stays for all teams, and says so.
+    expect(await number("#buffered-count")).toBe(2);
+    expect(await text("#background-note")).toMatch(/^Always all teams/);
+    await page.selectOption("#team", "");
+    await freshData();
+    expect(await number("#total-all")).toBe(240);
+    expect(consoleErrors).toEqual([]);
   });
 
   it("shows a FAILED status the webhook reports after its next refresh", async () => {

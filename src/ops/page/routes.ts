@@ -5,6 +5,7 @@ import { rateLimit } from "express-rate-limit";
 import type pg from "pg";
 import { withStorage } from "../../db/errors.ts";
 import { sendProblem, unauthorized as unauthorizedProblem, validationFailed } from "../../http/problem.ts";
+import { teamNameSchema } from "../../keys/static-keys.ts";
 import { newSession, type OpsAccess, requireOpsSession, setSessionCookie, tokenMatches } from "./access.ts";
 import { readOverview, WINDOWS, type WindowName } from "./queries.ts";
 
@@ -41,7 +42,7 @@ export interface OpsPageOptions {
   stuckAfterMs: number;
 }
 
-/** GET /ops (the page), its static files, the sign-in form, and GET /ops/api/overview (its data). */
+/** GET /ops (the page), its static files, the sign-in form, and GET /ops/api/overview?window=&team= (its data). */
 export function opsPageRouter({ pool, access, stuckAfterMs }: OpsPageOptions): Router {
   const router = Router();
   router.use((_req, res, next) => {
@@ -95,8 +96,19 @@ export function opsPageRouter({ pool, access, stuckAfterMs }: OpsPageOptions): R
         ),
       );
     }
+    const team = req.query.team ?? "";
+    if (typeof team !== "string" || (team !== "" && !teamNameSchema.safeParse(team).success)) {
+      return next(
+        validationFailed(
+          [{ path: "team", message: "must be 1 to 64 letters, digits, dots, dashes or underscores" }],
+          "team must be a team name, or empty for all.",
+        ),
+      );
+    }
     try {
-      res.json(await withStorage(() => readOverview(pool, { window: window as WindowName, stuckAfterMs })));
+      res.json(
+        await withStorage(() => readOverview(pool, { window: window as WindowName, team: team || null, stuckAfterMs })),
+      );
     } catch (error) {
       next(error);
     }

@@ -1,5 +1,5 @@
 // The ops page: reads /ops/api/overview, draws it with uPlot, and reads again every few seconds.
-// `?refresh=N` sets the period in seconds (default 15).
+// `?refresh=N` sets the period in seconds (default 15); `?window=` and `?team=` the view.
 (() => {
   const STATUSES = ["PENDING", "SENT", "DELIVERED", "READ", "FAILED", "EXPIRED"];
   const COLORS = {
@@ -21,6 +21,25 @@
   const $ = (id) => document.getElementById(id);
   const windowSelect = $("window");
   windowSelect.value = ["1h", "24h", "7d"].includes(params.get("window")) ? params.get("window") : "24h";
+  const teamSelect = $("team");
+  let team = params.get("team") ?? ""; // "" is all teams
+
+  // The choice of teams comes with the data; the chosen one stays listed even if it has nothing yet.
+  function fillTeams(teams) {
+    const wanted = ["", ...new Set([...teams, ...(team ? [team] : [])])].sort();
+    const shown = Array.from(teamSelect.options, (o) => o.value);
+    if (shown.join("\n") !== wanted.join("\n")) {
+      teamSelect.replaceChildren(
+        ...wanted.map((name) => {
+          const option = document.createElement("option");
+          option.value = name;
+          option.textContent = name === "" ? "all teams" : name;
+          return option;
+        }),
+      );
+    }
+    teamSelect.value = team;
+  }
 
   const count = (n) => n.toLocaleString("en-US");
   const duration = (s) => {
@@ -125,6 +144,9 @@
     }
     statusChart(data);
     for (const target of TARGETS) latencyChart(target, data);
+    fillTeams(data.teams);
+    renderCallbacks(data.callbacks);
+    renderFunnel(data.verifications);
 
     fillTable(
       "failures",
@@ -168,13 +190,56 @@
     document.body.dataset.readAt = data.readAt;
   }
 
+  function renderCallbacks(callbacks) {
+    $("callbacks-pending").textContent = count(callbacks.pending);
+    $("callbacks-oldest").textContent = duration(callbacks.oldestPendingSeconds);
+    $("callbacks-failing").textContent = count(callbacks.failingEndpoints);
+    $("callbacks-failing").classList.toggle("bad", callbacks.failingEndpoints > 0);
+    $("callbacks-endpoints").textContent = count(callbacks.endpoints);
+    $("callbacks-delivered").textContent = count(callbacks.window.delivered);
+    $("callbacks-failed").textContent = count(callbacks.window.failed);
+    const state = (e) => {
+      if (!e.enabled) return `disabled${e.disabledReason ? `: ${e.disabledReason}` : ""}`;
+      if (e.failingSince) return `failing since ${time(e.failingSince)} UTC`;
+      return "ok";
+    };
+    fillTable(
+      "callback-endpoints",
+      callbacks.attention.map((e) => [
+        cell(e.id, "uuid"),
+        cell(e.team),
+        cell(e.url),
+        cell(state(e), e.enabled && !e.failingSince ? "" : "bad"),
+        cell(count(e.pending), "num"),
+        cell(relative(e.oldestPendingAt)),
+      ]),
+      6,
+    );
+  }
+
+  // Bars as wide as each step's share of the verifications started (set through the CSSOM, which the CSP allows).
+  function renderFunnel(funnel) {
+    for (const step of ["started", "delivered", "read", "approved"]) {
+      $(`funnel-${step}`).textContent = count(funnel[step]);
+      const share = funnel.started === 0 ? 0 : funnel[step] / funnel.started;
+      $(`funnel-${step}-bar`).style.width = `${(share * 100).toFixed(1)}%`;
+    }
+    $("funnel").dataset.marks = String(["started", "delivered", "read", "approved"].filter((s) => funnel[s]).length);
+    $("funnel-expired").textContent = count(funnel.expired);
+    $("funnel-max-attempts").textContent = count(funnel.maxAttemptsReached);
+    $("funnel-canceled").textContent = count(funnel.canceled);
+    $("funnel-pending").textContent = count(funnel.pending);
+    $("funnel-median").textContent = duration(funnel.medianSecondsToApproval);
+  }
+
   let timer;
   let latest = 0; // only the newest read is drawn: one still on its way when the window changes is dropped
   async function refresh() {
     clearTimeout(timer);
     const mine = ++latest;
     try {
-      const res = await fetch(`/ops/api/overview?window=${encodeURIComponent(windowSelect.value)}`, {
+      const query = new URLSearchParams({ window: windowSelect.value, team });
+      const res = await fetch(`/ops/api/overview?${query}`, {
         headers: { accept: "application/json" },
       });
       if (res.status === 401) return location.reload(); // the session ended: back to the sign-in form
@@ -191,12 +256,19 @@
     timer = setTimeout(refresh, refreshSeconds * 1000);
   }
 
-  windowSelect.addEventListener("change", () => {
+  // The choices live in the address, so a reload or a shared link shows the same view.
+  function choose() {
+    team = teamSelect.value;
     const url = new URL(location.href);
     url.searchParams.set("window", windowSelect.value);
+    if (team) url.searchParams.set("team", team);
+    else url.searchParams.delete("team");
     history.replaceState(null, "", url);
     refresh();
-  });
+  }
+  windowSelect.addEventListener("change", choose);
+  teamSelect.addEventListener("change", choose);
+  fillTeams([]);
   let resizing;
   window.addEventListener("resize", () => {
     clearTimeout(resizing);
