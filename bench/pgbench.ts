@@ -57,11 +57,11 @@ export function minimalWebhookScript(): string {
   ].join("\n");
 }
 
-/** A point read of one message with its events, as GET /v1/messages/:uuid reads it. */
+/** A point read of one message with its events, as GET /v1/messages/:uuid reads it (team `default`). */
 export function pointSelectScript(findMessageSql: string, first: number, count: number): string {
   return [
     `\\set m random(${first}, ${first + count - 1})`,
-    `${findMessageSql.replace("$1", "'bench-' || :m")};`,
+    `${findMessageSql.replace("$1", "'bench-' || :m").replaceAll("$2", "'default'")};`,
     "",
   ].join("\n");
 }
