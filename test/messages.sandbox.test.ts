@@ -32,7 +32,8 @@ beforeAll(async () => {
       LOG_LEVEL: "info",
       SANDBOX_STEP_MS: "200",
       SANDBOX_FAILURE_RATE: "0",
-      // The run's database is shared: the sweep (expiry) would expire other files' old rows.
+      // The run's database is shared: the reconciler would claim, and the sweep expire, other files' old rows.
+      RECONCILE_INTERVAL_MS: "0",
       SWEEP_INTERVAL_MS: "0",
       ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }),
     },

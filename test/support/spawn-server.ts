@@ -31,12 +31,13 @@ export function runServer(
 } {
   const child = spawn(process.execPath, [...(options.nodeFlags ?? []), "--import", TSX_LOADER, SERVER], {
     cwd: options.cwd ?? ROOT,
-    // Most tests share the run's database: the sweep (expiry) would expire other files' old rows, and the abuse
-    // limits would count every file's sends together. On where a test asks for them.
+    // Most tests share the run's database: the reconciler would claim and the sweep expire other files' old rows,
+    // and the abuse limits would count every file's sends together. On where a test asks for them.
     env: {
       PATH: process.env.PATH ?? "",
       PORT: "0",
       LOG_LEVEL: "info",
+      RECONCILE_INTERVAL_MS: "0",
       SWEEP_INTERVAL_MS: "0",
       RECIPIENT_LIMITS: "off",
       RATE_LIMIT_PER_MINUTE: "0",
