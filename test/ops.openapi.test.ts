@@ -33,6 +33,22 @@ describe("GET /openapi.json", () => {
     expect(result.valid).toBe(true);
   });
 
+  it("types what clients generate from: integer limit, the text's length, the webhook status in any case", () => {
+    const schemas = (
+      doc.components as { schemas: Record<string, { properties: Record<string, Record<string, unknown>> }> }
+    ).schemas;
+    const limit = doc.paths["/v1/messages"]?.get?.parameters?.find((parameter) => parameter.name === "limit");
+    expect((limit as { schema?: unknown } | undefined)?.schema).toMatchObject({
+      type: "integer",
+      minimum: 1,
+      maximum: 200,
+    });
+    expect(schemas.SendMessageRequest?.properties.text).toMatchObject({ minLength: 1, maxLength: 4096 });
+    const status = new RegExp(String(schemas.StatusUpdate?.properties.status?.pattern));
+    expect(["DELIVERED", "delivered", "Read"].every((value) => status.test(value))).toBe(true);
+    expect(["LOST", "DELIVERED!", ""].some((value) => status.test(value))).toBe(false);
+  });
+
   it("documents the product API and the webhook, with their security and problem answers", () => {
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([

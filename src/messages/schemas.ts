@@ -58,6 +58,9 @@ export const sendMessageBodySchema = z
         "must not contain control characters (other than tab and newline) or invalid Unicode",
       )
       .meta({
+        // JSON Schema counts code points, as the refinement above does.
+        minLength: 1,
+        maxLength: 4096,
         description: "The OTP message. Never stored in clear and never logged.",
         example: "Your code is 482910",
       }),

@@ -18,6 +18,10 @@ const timestampSchema = z.union([z.number(), z.string().max(64)]).transform((val
 
 const shortText = z.string().max(1000);
 
+const ANY_CASE_STATUS = `^(${STATUSES.map((status) =>
+  [...status].map((letter) => `[${letter}${letter.toLowerCase()}]`).join(""),
+).join("|")})$`;
+
 /** One status object of the webhook. Unknown fields are allowed and kept in the raw payload. */
 export const statusItemSchema = z
   .looseObject({
@@ -25,6 +29,11 @@ export const statusItemSchema = z
     status: z
       .string()
       .max(32)
+      // For the OpenAPI document: the six statuses in any letter case (JSON Schema patterns have no case flag).
+      .meta({
+        pattern: ANY_CASE_STATUS,
+        description: "PENDING, SENT, DELIVERED, READ, FAILED or EXPIRED, any letter case.",
+      })
       .transform((value) => value.toUpperCase())
       .pipe(statusSchema),
     timestamp: timestampSchema.optional().nullable(),
