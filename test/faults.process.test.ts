@@ -183,9 +183,10 @@ describe("orphan adoption in the running service", () => {
       expect((await postStatuses(server.url, [{ uuid, status: "DELIVERED" }])).status).toBe(200);
 
       // The adopted row (team "(adopted)": Betatel's record does not say which team sent it, so no key reads it).
+      // Created from the record with its buffered DELIVERED, then READ from the record at the next check.
       let rows: Array<{ to: string; status: string; team: string }> = [];
-      const deadline = Date.now() + 10_000;
-      while (rows.length === 0 && Date.now() < deadline) {
+      const deadline = Date.now() + 15_000;
+      while (rows[0]?.status !== "READ" && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 200));
         rows = await scratch.query(`SELECT "to", status::text AS status, team FROM messages WHERE uuid = $1`, [uuid]);
       }

@@ -33,7 +33,9 @@ async function startInstance(betatel: FakeBetatel): Promise<Instance> {
       BETATEL_API_KEY: TEST_BETATEL.apiKey,
       BETATEL_ACCOUNT_ID: TEST_BETATEL.accountId,
       LOG_LEVEL: "warn",
+      // The run's database is shared: no reconciler claims, and no sweep expires, other files' old rows.
       RECONCILE_INTERVAL_MS: "0",
+      SWEEP_INTERVAL_MS: "0",
     },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -93,7 +93,16 @@ export async function startServiceProcess(
   env: Record<string, string>,
 ): Promise<{ url: string; stop(): Promise<void> }> {
   const child: ChildProcess = spawn(process.execPath, ["node_modules/tsx/dist/cli.mjs", "src/server.ts"], {
-    env: { PATH: process.env.PATH ?? "", NODE_ENV: "test", PORT: "0", LOG_LEVEL: "info", ...env },
+    // The run's database is shared: no reconciler claims, and no sweep expires, other files' old rows.
+    env: {
+      PATH: process.env.PATH ?? "",
+      NODE_ENV: "test",
+      PORT: "0",
+      LOG_LEVEL: "info",
+      RECONCILE_INTERVAL_MS: "0",
+      SWEEP_INTERVAL_MS: "0",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
