@@ -1,11 +1,11 @@
-import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "./support/chromium.ts";
 import { createScratchDatabase, type ScratchDatabase } from "./support/scratch-database.ts";
 import { type SpawnedServer, spawnServer } from "./support/spawn-server.ts";
 import { embedded } from "./support/test-database.ts";
@@ -14,16 +14,6 @@ import { embedded } from "./support/test-database.ts";
  * A person waits for their code on a page of another origin: the page opens the message's `watchUrl` with the
  * browser's own EventSource, in a real headless Chromium (Debian's), against the service in its own process.
  */
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const API_KEY = "browser-test-api-key";
 const WEBHOOK_SECRET = "browser-test-webhook-secret";
 /** Time between two sandbox statuses: long enough to stop the service between SENT and DELIVERED. */
@@ -95,10 +85,6 @@ const startService = () =>
   });
 
 beforeAll(async () => {
-  // Not a skip: without the browser this test fails, and says how to install it.
-  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`).toBe(
-    true,
-  );
   pageServer = createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end(PAGE_HTML));
   await new Promise<void>((resolve) => pageServer.listen(0, "127.0.0.1", resolve));
   pageOrigin = `http://127.0.0.1:${(pageServer.address() as AddressInfo).port}`;
@@ -106,7 +92,8 @@ beforeAll(async () => {
   else database = await createScratchDatabase("browser");
   port = await freePort();
   service = await startService();
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  // Not a skip: without the browser this fails, and says how to install it.
+  browser = await launchChromium();
   page = await browser.newPage();
   await page.goto(`${pageOrigin}/`);
 }, 60_000);
