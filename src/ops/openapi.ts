@@ -256,6 +256,21 @@ function withCommonAnswers(paths: Record<string, Record<string, Json>>) {
   return paths;
 }
 
+/** The answers of both ways to check a verification code (by its id, or by the number). */
+const checkResponses = (): Json => ({
+  200: {
+    description: "Approved, or pending with one check fewer (or max_attempts_reached).",
+    content: json("Verification"),
+  },
+  ...problems(
+    ...JSON_BODY_CODES,
+    ...API_KEY_CODES,
+    "verification_not_found",
+    "verification_closed",
+    "storage_unavailable",
+  ),
+});
+
 /** The OpenAPI 3.1 document of the product API, verifications, callbacks and the webhook, plus ops routes. */
 export function buildOpenApiDocument(): Json {
   const sendExample = {
@@ -369,19 +384,7 @@ export function buildOpenApiDocument(): Json {
             required: true,
             content: json("CheckVerificationByNumberRequest", { to: "+387 61 444 555", code: "482910" }),
           },
-          responses: {
-            200: {
-              description: "Approved, or pending with one check fewer (or max_attempts_reached).",
-              content: json("Verification"),
-            },
-            ...problems(
-              ...JSON_BODY_CODES,
-              ...API_KEY_CODES,
-              "verification_not_found",
-              "verification_closed",
-              "storage_unavailable",
-            ),
-          },
+          responses: checkResponses(),
         },
       },
       "/v1/verifications/{id}": {
@@ -405,19 +408,7 @@ export function buildOpenApiDocument(): Json {
           security: API_KEY,
           parameters: [verificationIdParameter],
           requestBody: { required: true, content: json("CheckVerificationRequest", { code: "482910" }) },
-          responses: {
-            200: {
-              description: "Approved, or pending with one check fewer (or max_attempts_reached).",
-              content: json("Verification"),
-            },
-            ...problems(
-              ...JSON_BODY_CODES,
-              ...API_KEY_CODES,
-              "verification_not_found",
-              "verification_closed",
-              "storage_unavailable",
-            ),
-          },
+          responses: checkResponses(),
         },
       },
       "/v1/verifications/{id}/cancel": {
