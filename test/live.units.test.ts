@@ -3,7 +3,7 @@ import { parseRetryAfter } from "../src/betatel/client.ts";
 import { toStatus } from "../src/betatel/delivery-record.ts";
 import { changedUuids } from "../src/live/publish.ts";
 import { hasReached } from "../src/live/wait.ts";
-import { toDate } from "../src/tracking/event-time.ts";
+import { eventTimeMillis, toDate } from "../src/tracking/event-time.ts";
 import { STATUSES, type Status } from "../src/tracking/status.ts";
 
 describe("hasReached (long-poll)", () => {
@@ -57,6 +57,10 @@ describe("WDR reading", () => {
       iso,
     ]);
     expect(toDate("yesterday")).toBeNull();
+    // One rule with the webhook's timestamp: a time without a zone is not read (which zone would it be?).
+    expect(eventTimeMillis("2026-11-27T10:00:03")).toBeTypeOf("string");
+    expect(toDate("2026-11-27T10:00:03")).toBeNull();
+    expect(toDate("Fri, 27 Nov 2026 10:00:03 GMT")).toBeNull();
     // Out of range, as the webhook refuses them: the time it was received stands in.
     expect(toDate("1970-01-02T00:00:00Z")).toBeNull();
     expect(toDate(Date.now() + 7 * 86_400_000)).toBeNull();

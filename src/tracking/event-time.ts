@@ -35,13 +35,11 @@ export function eventTimeMillis(value: number | string): number | string {
 }
 
 /**
- * A WDR time (ISO 8601, Unix seconds or milliseconds) as a Date, by the webhook's rules; null when absent,
- * unreadable or implausible (then the time it was received stands in, as for a webhook without one). Unlike
- * `eventTimeMillis` it takes any text `Date.parse` reads, not only ISO 8601 with a zone.
+ * A delivery record's time as a Date, read by the same rule as the webhook's `timestamp`; null when absent or
+ * not readable by that rule (then the time it was received stands in, as for a webhook without one).
  */
 export function toDate(value: string | number | null): Date | null {
   if (value === null || value === "") return null;
-  const numeric = typeof value === "number" ? value : /^\d+(\.\d+)?$/.test(value) ? Number(value) : undefined;
-  const millis = numeric === undefined ? Date.parse(value as string) : unixToMillis(numeric);
-  return isPlausibleEventTime(millis) ? new Date(millis) : null;
+  const millis = eventTimeMillis(value);
+  return typeof millis === "number" ? new Date(millis) : null;
 }
