@@ -8,6 +8,7 @@ import { createLogger } from "../src/http/logging.ts";
 import { createLiveHub } from "../src/live/hub.ts";
 import { createMessageNotifier, type MessageNotifier, type NotifierOptions } from "../src/live/notifier.ts";
 import { openLiveReads } from "../src/live/reads.ts";
+import { countSubscriptions } from "./support/counted-notifier.ts";
 import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
 import { eventually, listen, openRawRequests, rawRequest } from "./support/live-fixtures.ts";
 import { sendOtp } from "./support/reconcile-fixtures.ts";
@@ -51,9 +52,11 @@ afterAll(async () => {
 /** This instance: its LISTEN connection goes through the test's TCP proxy, so the test can cut or stall it. */
 async function startInstance(options: Partial<NotifierOptions> = {}, env: Record<string, string> = {}) {
   const applicationName = `live-listen-${aUuid()}`;
-  const notifier = await createMessageNotifier(
-    { ...db, url: proxy.via(db.url ?? "") },
-    { logger, applicationName, reconnectMinMs: 100, reconnectMaxMs: 500, ...options },
+  const notifier = countSubscriptions(
+    await createMessageNotifier(
+      { ...db, url: proxy.via(db.url ?? "") },
+      { logger, applicationName, reconnectMinMs: 100, reconnectMaxMs: 500, ...options },
+    ),
   );
   const app = createApp({ config: configFor(env), db, betatel: betatelClient(), logger, notifier });
   const server = await listen(app);
@@ -81,7 +84,7 @@ describe.skipIf(embedded)("the LISTEN connection", () => {
     try {
       const uuid = await sendOtp(other.app);
       const answer = waitFor(here.url, uuid, "DELIVERED");
-      await eventually(() => here.notifier.listenerCount(uuid) === 1);
+      await eventually(() => here.notifier.subscriptions(uuid) === 1);
 
       proxy.blackhole();
       const startedAt = Date.now();
@@ -100,7 +103,7 @@ describe.skipIf(embedded)("the LISTEN connection", () => {
     try {
       const uuid = await sendOtp(here.app);
       const answer = waitFor(here.url, uuid, "DELIVERED");
-      await eventually(() => here.notifier.listenerCount(uuid) === 1);
+      await eventually(() => here.notifier.subscriptions(uuid) === 1);
       await proxy.stop(); // cut, and reconnecting is refused
 
       try {

@@ -6,8 +6,9 @@ import { createBetatelClient } from "../src/betatel/client.ts";
 import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { createLogger } from "../src/http/logging.ts";
-import { createMessageNotifier, type MessageNotifier } from "../src/live/notifier.ts";
+import { createMessageNotifier } from "../src/live/notifier.ts";
 import { createReconciler } from "../src/reconcile/reconciler.ts";
+import { type CountedNotifier, countSubscriptions } from "./support/counted-notifier.ts";
 import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
 import { eventually, listen, openEventStream, startServiceProcess } from "./support/live-fixtures.ts";
 import {
@@ -25,7 +26,7 @@ import { embedded, openTestDatabase, testDatabaseUrl } from "./support/test-data
 /** This instance: the app under test with its own LISTEN connection, listening on a real port. */
 let betatel: FakeBetatel;
 let db: Database;
-let notifier: MessageNotifier;
+let notifier: CountedNotifier;
 let app: ReturnType<typeof createApp>;
 let here: Awaited<ReturnType<typeof listen>>;
 /** Where changes are made: another instance (a separate process) on a Postgres server, this one when embedded. */
@@ -43,7 +44,7 @@ beforeAll(async () => {
   const config = loadConfig({ ...env, LOG_LEVEL: "silent" });
   db = await openTestDatabase();
   const logger = createLogger("silent");
-  notifier = await createMessageNotifier(db, { logger });
+  notifier = countSubscriptions(await createMessageNotifier(db, { logger }));
   const client = createBetatelClient({ baseUrl: betatel.url, ...TEST_BETATEL, timeoutMs: 2000 });
   app = createApp({ config, db, betatel: client, logger, notifier, heartbeatMs: 100 });
   here = await listen(app);
@@ -153,11 +154,11 @@ describe("GET /v1/messages/:uuid/stream", () => {
     const uuid = await sendOtp(app);
     const stream = await openEventStream(`${here.url}/v1/messages/${uuid}/stream`);
     await stream.event(0);
-    expect(notifier.listenerCount(uuid)).toBe(1);
+    expect(notifier.subscriptions(uuid)).toBe(1);
 
     stream.close();
 
-    await eventually(() => notifier.listenerCount(uuid) === 0);
+    await eventually(() => notifier.subscriptions(uuid) === 0);
   });
 
   it("when the uuid is unknown, then it answers 404 problem", async () => {
@@ -177,7 +178,7 @@ describe("GET /v1/messages/:uuid?waitFor=...&timeout=...", () => {
       settled = true;
       return res;
     });
-    await eventually(() => notifier.listenerCount(uuid) === 1);
+    await eventually(() => notifier.subscriptions(uuid) === 1);
 
     await postStatusElsewhere(uuid, "sent");
     await sleep(300);
@@ -189,14 +190,14 @@ describe("GET /v1/messages/:uuid?waitFor=...&timeout=...", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ uuid, status: "DELIVERED", sentAt: expect.any(String) });
     expect(Date.now() - startedAt).toBeLessThan(10_000);
-    expect(notifier.listenerCount(uuid)).toBe(0);
+    expect(notifier.subscriptions(uuid)).toBe(0);
   });
 
   it("when the message reaches a final status other than the wanted one, then the wait ends too", async () => {
     const uuid = await sendOtp(app);
     const startedAt = Date.now();
     const answer = longPoll(uuid, "waitFor=read&timeout=20");
-    await eventually(() => notifier.listenerCount(uuid) === 1);
+    await eventually(() => notifier.subscriptions(uuid) === 1);
 
     await postStatusElsewhere(uuid, "failed");
 
@@ -224,19 +225,19 @@ describe("GET /v1/messages/:uuid?waitFor=...&timeout=...", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ uuid, status: "PENDING", events: [expect.any(Object)] });
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(950);
-    expect(notifier.listenerCount(uuid)).toBe(0);
+    expect(notifier.subscriptions(uuid)).toBe(0);
   });
 
   it("when the client gives up, then its listener is freed", async () => {
     const uuid = await sendOtp(app);
     const abort = new AbortController();
     const answer = fetch(`${here.url}/v1/messages/${uuid}?waitFor=READ&timeout=60`, { signal: abort.signal });
-    await eventually(() => notifier.listenerCount(uuid) === 1);
+    await eventually(() => notifier.subscriptions(uuid) === 1);
 
     abort.abort();
 
     await expect(answer).rejects.toThrow();
-    await eventually(() => notifier.listenerCount(uuid) === 0);
+    await eventually(() => notifier.subscriptions(uuid) === 0);
   });
 
   it.each([
@@ -263,14 +264,16 @@ describe.skipIf(embedded)("LISTEN connection", () => {
   it("when the LISTEN connection is cut, then it reconnects and waiting clients still see a change made meanwhile", async () => {
     const applicationName = `live-test-${aUuid()}`;
     const logger = createLogger("silent");
-    const ownNotifier = await createMessageNotifier(db, { logger, applicationName, reconnectMinMs: 200 });
+    const ownNotifier = countSubscriptions(
+      await createMessageNotifier(db, { logger, applicationName, reconnectMinMs: 200 }),
+    );
     const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "silent" });
     const client = createBetatelClient({ baseUrl: betatel.url, ...TEST_BETATEL, timeoutMs: 2000 });
     const ownApp = await listen(createApp({ config, db, betatel: client, logger, notifier: ownNotifier }));
     try {
       const uuid = await sendOtp(app);
       const answer = fetch(`${ownApp.url}/v1/messages/${uuid}?waitFor=DELIVERED&timeout=20`);
-      await eventually(() => ownNotifier.listenerCount(uuid) === 1);
+      await eventually(() => ownNotifier.subscriptions(uuid) === 1);
       const startedAt = Date.now();
 
       const { rows } = await db.pool.query(
@@ -291,7 +294,7 @@ describe.skipIf(embedded)("LISTEN connection", () => {
         return rowCount === 1;
       });
       const next = fetch(`${ownApp.url}/v1/messages/${uuid}?waitFor=READ&timeout=20`);
-      await eventually(() => ownNotifier.listenerCount(uuid) === 1);
+      await eventually(() => ownNotifier.subscriptions(uuid) === 1);
       await postStatusElsewhere(uuid, "read");
       expect(await (await next).json()).toMatchObject({ status: "READ" });
     } finally {

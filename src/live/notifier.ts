@@ -32,7 +32,6 @@ export interface MessageNotifier {
   subscribe(uuid: string, listener: ChangeListener): () => void;
   /** Announces committed changes made by this process, to every instance. */
   published(uuids: Iterable<string>): void;
-  listenerCount(uuid: string): number;
   /** Ends every subscription with "closing" (shutdown), then closes the LISTEN connection. */
   close(): Promise<void>;
 }
@@ -74,7 +73,6 @@ function fanOut() {
     emitAll() {
       for (const name of emitter.eventNames()) if (typeof name === "string") emitter.emit(name);
     },
-    listenerCount: (uuid: string) => emitter.listenerCount(uuid),
   };
 }
 
@@ -87,7 +85,6 @@ export function createLocalNotifier(): MessageNotifier {
     published(uuids) {
       for (const uuid of new Set(uuids)) hub.emit(uuid);
     },
-    listenerCount: hub.listenerCount,
     async close() {
       hub.emitter.emit(CLOSING);
     },
@@ -233,7 +230,6 @@ export async function createMessageNotifier(db: Database, options: NotifierOptio
       for (const uuid of distinct) if (!uuid.includes(",") && !uuid.startsWith("@")) pending.add(uuid);
       if (pending.size > 0) flushing ??= flush();
     },
-    listenerCount: hub.listenerCount,
     async close() {
       await flushing;
       closed = true;
