@@ -15,6 +15,8 @@ import { embedded } from "./support/test-database.ts";
 let scratch: ScratchDatabase;
 let admin: pg.Client;
 let stored: string;
+/** The stored message's `watchUrl`, path and query (what a browser's EventSource opens). */
+let storedWatchPath: string;
 beforeAll(async () => {
   if (embedded) return;
   scratch = await createScratchDatabase("unavail");
@@ -24,6 +26,8 @@ beforeAll(async () => {
   const sent = await request(seed.app).post("/v1/messages").send({ to: aPhoneNumber(), text: "Your code is 135790" });
   expect(sent.status).toBe(201);
   stored = sent.body.uuid;
+  const watchUrl = new URL(sent.body.watchUrl, "http://service.test");
+  storedWatchPath = watchUrl.pathname + watchUrl.search;
   await seed.close();
 });
 afterAll(async () => {
@@ -80,6 +84,12 @@ describe.skipIf(embedded)("when the database does not accept connections (ALLOW_
     try {
       await expectEveryRouteUnavailable(t);
       expect(t.betatel.requests).toHaveLength(0);
+      // A browser's EventSource gives up for good on a 503: its watchUrl stream opens, asks it to come back, ends.
+      const browserStream = await request(t.app).get(storedWatchPath).set("accept", "text/event-stream");
+      expect(browserStream.status).toBe(200);
+      expect(browserStream.headers["content-type"]).toMatch(/^text\/event-stream/);
+      expect(browserStream.text).toMatch(/^retry: 5000\n\n: storage_unavailable: /);
+      expect(browserStream.text).not.toContain("data:");
       // The refusal really was the one under test.
       expect(t.logs.text).toContain('"reason":"55000"');
 

@@ -136,16 +136,23 @@ const watchInPage = (name: string, url: string) => inPage(`watch(${JSON.stringif
 const seen = (name: string) => inPage<Seen>(`watches[${JSON.stringify(name)}]`);
 const statuses = async (name: string) => (await seen(name)).events.map((event) => event.status);
 
-/** Waits until the page's watcher `name` satisfies `check` (evaluated in the page). */
+/**
+ * Waits until the page's watcher `name` satisfies `check` (evaluated in the page). On a timeout the error says what
+ * the page saw and how the service's log ends, since a browser's wait says neither.
+ */
 async function waitForPage(name: string, check: string, timeoutMs = 20_000) {
-  await page.waitForFunction(
-    `(() => { const seen = window.watches[${JSON.stringify(name)}]; return ${check}; })()`,
-    undefined,
-    {
-      timeout: timeoutMs,
-      polling: 25,
-    },
-  );
+  try {
+    await page.waitForFunction(
+      `(() => { const seen = window.watches[${JSON.stringify(name)}]; return ${check}; })()`,
+      undefined,
+      { timeout: timeoutMs, polling: 25 },
+    );
+  } catch (error) {
+    const log = service?.output().slice(-4000) ?? "(the service is stopped)";
+    throw new Error(`${check} for "${name}": page saw ${JSON.stringify(await seen(name))}\nservice log:\n${log}`, {
+      cause: error,
+    });
+  }
 }
 
 describe("live status in a browser, from another origin, with the watchUrl", () => {

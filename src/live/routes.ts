@@ -1,8 +1,10 @@
 import type { RequestHandler, Response } from "express";
 import { z } from "zod";
+import { storageUnavailableReason } from "../db/errors.ts";
+import { AppError, storageUnavailable } from "../http/problem.ts";
 import { parseOrThrow } from "../http/validate.ts";
 import { type MessageView, messageUuidSchema, statusSchema } from "../messages/schemas.ts";
-import type { LiveHub } from "./hub.ts";
+import type { LiveHub, Watch } from "./hub.ts";
 import { hasReached } from "./wait.ts";
 
 export interface LiveDeps {
@@ -54,19 +56,18 @@ export function streamMessage(deps: LiveDeps): RequestHandler {
       last = data;
       if (!seenBefore) res.write(`id: ${id}\ndata: ${data}\n\n`);
     };
-    const watch = await deps.hub.watch(uuid, teamOf(res), callerOf(res), {
-      onMessage: send,
-      onClosing: () => res.end(),
-    });
+    let watch: Watch;
+    try {
+      watch = await deps.hub.watch(uuid, teamOf(res), callerOf(res), { onMessage: send, onClosing: () => res.end() });
+    } catch (error) {
+      const problem =
+        error instanceof AppError ? error : storageUnavailableReason(error) ? storageUnavailable() : undefined;
+      if (!res.locals.watchToken || problem?.status !== 503) throw error;
+      req.log.warn({ err: error, code: problem.code }, "watch stream refused for now: the browser comes back later");
+      return comeBackLater(res, problem);
+    }
     if (!res.socket || res.socket.destroyed) return watch.stop(); // the client left during the first read
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
-      // nginx and similar proxies would otherwise buffer the stream.
-      "x-accel-buffering": "no",
-    });
-    res.write(`retry: ${STREAM_RETRY_MS}\n\n`);
+    openEventStream(res, STREAM_RETRY_MS);
     send(watch.first);
     const heartbeat = setInterval(() => res.write(": heartbeat\n\n"), heartbeatMs);
     res.on("close", () => {
@@ -75,6 +76,27 @@ export function streamMessage(deps: LiveDeps): RequestHandler {
     });
     watch.resume();
   };
+}
+
+function openEventStream(res: Response, retryMs: number) {
+  res.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    connection: "keep-alive",
+    // nginx and similar proxies would otherwise buffer the stream.
+    "x-accel-buffering": "no",
+  });
+  res.write(`retry: ${retryMs}\n\n`);
+}
+
+/**
+ * A browser's EventSource gives up for good on any answer but 200, so a watch-token stream that cannot be served
+ * for now (database unavailable, instance stopping) opens, names the problem in a comment and ends: the browser
+ * comes back after Retry-After. API key callers get the 503 problem itself.
+ */
+function comeBackLater(res: Response, error: AppError) {
+  openEventStream(res, Number(error.headers["Retry-After"] ?? STREAM_RETRY_MS / 1000) * 1000);
+  res.end(`: ${error.code}: ${error.detail ?? error.title}\n\n`);
 }
 
 /**

@@ -333,7 +333,7 @@ export function buildOpenApiDocument(): Json {
           operationId: "streamMessage",
           summary: "Live status as Server-Sent Events",
           description:
-            "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`. A browser opens it with the `watchUrl` (a `watch` token instead of an API key).",
+            "Starts with `retry:`; first event: the message as GET returns it; then one event per status change, from whichever instance made it. Each event's `id:` grows with every change of the message; a reconnect with `Last-Event-ID` gets the current state at once only if it changed since. Heartbeat comments keep the stream open. Over the watcher caps: 429 `too_many_watchers`; while the instance stops: 503 `shutting_down`; database unavailable: 503 `storage_unavailable`. With a `watch` token those two are a 200 stream of `retry:` and a comment, then its end (an EventSource gives up on any non-200). A browser opens it with the `watchUrl` (a `watch` token instead of an API key).",
           tags: ["messages"],
           security: API_KEY_OR_WATCH_TOKEN,
           parameters: [uuidParameter, watchParameter],
