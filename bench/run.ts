@@ -20,7 +20,7 @@ import type { Status } from "../src/tracking/status.ts";
 import { BASELINE_FUNCTION } from "./baseline-peer.ts";
 import { type BenchDatabase, createBenchDatabase, type Sent, seedMessages, verify } from "./database.ts";
 import { ACKED, type LoadJob, type LoadResult, SENT } from "./load-job.ts";
-import { type MachineCost, measureCost } from "./machine-cpu.ts";
+import { countPostgresOf, type MachineCost, measureCost } from "./machine-cpu.ts";
 import { minimalWebhookScript, type PgbenchResult, pointSelectScript, runPgbench } from "./pgbench.ts";
 import { API_KEY, ROOT, type Service, startPeer, startService, WEBHOOK_SECRET } from "./service.ts";
 import { arrivals, countOutOfOrder, type Delivery, type History, histories, random, retryStorm } from "./workload.ts";
@@ -300,6 +300,7 @@ async function main() {
     await database.pool.query("VACUUM ANALYZE messages");
     await database.pool.query("VACUUM ANALYZE message_events");
     console.log(`database ${database.name}: ${seeded} messages seeded`);
+    countPostgresOf(database.name);
 
     const profileDir = path.join(RESULTS_DIR, "profiles");
     if (env.BENCH_CPU_PROF) await mkdir(profileDir, { recursive: true });
