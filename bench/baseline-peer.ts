@@ -1,12 +1,14 @@
 /**
  * The baseline peer: the least a Node webhook can be while doing the same work as the service for one status —
  * node:http, JSON.parse, a few hand-written field checks, and one prepared call of a plpgsql function that records
- * the event once per (uuid, status) and moves the message forward only when the status is newer. Run by the bench
- * as its own process (`tsx bench/baseline-peer.ts <databaseUrl> <port> <secret>`), against its own messages.
+ * the event once per (uuid, status) and moves the message forward only when the status is newer. It also answers
+ * `GET /v1/messages/:uuid` with the service's own prepared read, the least a Node read can be. Run by the bench
+ * as its own process (`tsx bench/baseline-peer.ts <databaseUrl> <port> <secret> <apiKey>`), against its own messages.
  * It knows only the single-path histories the bench sends; the service handles every case of the state machine.
  */
 import { createServer } from "node:http";
 import pg from "pg";
+import { FIND_MESSAGE } from "../src/messages/repository.ts";
 
 const STATUSES = new Set(["PENDING", "SENT", "DELIVERED", "READ", "FAILED", "EXPIRED"]);
 
@@ -38,13 +40,27 @@ BEGIN
 END
 $$`;
 
-async function main(databaseUrl: string, port: number, secret: string) {
+async function main(databaseUrl: string, port: number, secret: string, apiKey: string) {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
   const server = createServer((req, res) => {
     const answer = (status: number, body: unknown) => {
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
     };
+    const read = req.method === "GET" ? /^\/v1\/messages\/([\w-]{1,64})$/.exec(req.url ?? "") : null;
+    if (read) {
+      if (req.headers["x-api-key"] !== apiKey) return answer(401, { error: "unauthorized" });
+      // The service's own read (one prepared statement), the rows folded into the message and its events.
+      return void pool
+        .query({ name: "find", text: FIND_MESSAGE, values: [read[1], "default"] })
+        .then(({ rows }) => {
+          const [first] = rows;
+          if (!first) return answer(404, { error: "not found" });
+          const events = rows.map((row) => ({ status: row.eventStatus, outcome: row.outcome, at: row.occurredAt }));
+          answer(200, { ...first, eventStatus: undefined, outcome: undefined, events });
+        })
+        .catch(() => answer(503, { error: "storage unavailable" }));
+    }
     if (req.method !== "POST" || req.url !== "/webhooks/betatel") return answer(404, { error: "not found" });
     if (req.headers["x-webhook-secret"] !== secret) return answer(401, { error: "unauthorized" });
     const chunks: Buffer[] = [];
@@ -73,4 +89,4 @@ async function main(databaseUrl: string, port: number, secret: string) {
   process.on("SIGTERM", () => server.close(() => pool.end().then(() => process.exit(0))));
 }
 
-if (process.argv[2]) await main(process.argv[2], Number(process.argv[3]), process.argv[4] ?? "");
+if (process.argv[2]) await main(process.argv[2], Number(process.argv[3]), process.argv[4] ?? "", process.argv[5] ?? "");

@@ -170,7 +170,7 @@ async function webhookPhase(
   };
 }
 
-async function readPhase(service: Service, messages: History[]): Promise<PhaseFigures> {
+async function readPhase(name: string, service: Service, messages: History[]): Promise<PhaseFigures> {
   const order = [...messages];
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
@@ -197,7 +197,7 @@ async function readPhase(service: Service, messages: History[]): Promise<PhaseFi
     throw new Error(`read: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
   }
   return {
-    name: READ,
+    name,
     unit: "requests/s",
     throughput: result.answered / result.elapsedSeconds,
     p50Ms: result.latencyMs.p50,
@@ -219,6 +219,7 @@ const BATCHED = `webhook, ${BATCH} statuses/request`;
 const SINGLE_CALLBACKS = "webhook, 1 status/request, one callback endpoint";
 const BATCHED_CALLBACKS = `webhook, ${BATCH} statuses/request, one callback endpoint`;
 const READ = "GET /v1/messages/:uuid";
+const PEER_READ = "baseline peer, GET /v1/messages/:uuid";
 const TWO = "webhook, 1 status/request, 2 instances";
 const CEILING = "ceiling: UPDATE + INSERT in one transaction, -M prepared";
 const POINT_READ = "GET's query, -M prepared";
@@ -372,7 +373,14 @@ async function main() {
     }
     if (PHASES.has("read")) {
       step("3. GET /v1/messages/:uuid");
-      phases.push(await readPhase(first, sets.single));
+      phases.push(await readPhase(READ, first, sets.single));
+      step("3b. the baseline peer's GET (node:http + the same prepared read)");
+      const peer = await startPeer(database.url, NODE_ARGS);
+      try {
+        phases.push(await readPhase(PEER_READ, peer, sets.single));
+      } finally {
+        await peer.stop();
+      }
     }
     const peakRssMiB = await first.peakRssMiB();
     // The database's own figures at the same concurrency. The ceiling is the least a webhook's database work can
@@ -436,7 +444,12 @@ async function main() {
     const rows = phases.map((p) => ({
       ...p,
       ratioToCeiling: ratio(p.throughput, ceiling?.tps),
-      ratioToPeer: p.name === PEER || p.name === BATCHED ? undefined : ratio(p.throughput, peerRow?.throughput),
+      ratioToPeer:
+        p.name === READ
+          ? ratio(p.throughput, phases.find((q) => q.name === PEER_READ)?.throughput)
+          : [PEER, PEER_READ, BATCHED].includes(p.name)
+            ? undefined
+            : ratio(p.throughput, peerRow?.throughput),
     }));
     console.log("");
     console.log(
@@ -501,6 +514,9 @@ async function main() {
     for (const [target, met] of Object.entries(targets)) {
       console.log(`  ${met === undefined ? "not measured" : met ? "met   " : "MISSED"}  ${target}`);
     }
+    const peerReadVsPoint = ratio(phases.find((p) => p.name === PEER_READ)?.throughput, pg[POINT_READ]?.tps);
+    if (peerReadVsPoint !== undefined)
+      console.log(`  (for scale: the baseline peer's GET reaches ${fmt(peerReadVsPoint, 2)}x the pgbench point read)`);
     if (Object.values(pg).some((result) => result.wrapped))
       console.log("note: pgbench clients ran past their messages (BENCH_MESSAGES too small)");
 

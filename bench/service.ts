@@ -130,7 +130,7 @@ export async function startPeer(databaseUrl: string, nodeArgs: string[] = []): P
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [...nodeArgs, "--import", "tsx", "bench/baseline-peer.ts", databaseUrl, String(port), WEBHOOK_SECRET],
+    [...nodeArgs, "--import", "tsx", "bench/baseline-peer.ts", databaseUrl, String(port), WEBHOOK_SECRET, API_KEY],
     { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
   );
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
