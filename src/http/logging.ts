@@ -16,6 +16,9 @@ const REDACT = [
   "*.password",
 ];
 
+/** Log bytes waiting for stdout beyond which new lines are dropped: a stalled reader must not exhaust memory. */
+const LOG_BUFFER_LIMIT = 8 * 1024 * 1024;
+
 /**
  * Logs to `destination`, or to stdout asynchronously: under load, lines written while a write is in flight go out
  * together in one system call instead of one each (pino flushes what is left when the process exits).
@@ -23,7 +26,7 @@ const REDACT = [
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
     { level, redact: { paths: REDACT, censor: "[redacted]" } },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_LIMIT }),
   );
 }
 
