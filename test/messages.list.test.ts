@@ -1,7 +1,8 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../src/db/database.ts";
-import { buildListQuery, encodeCursor, parseListQuery } from "../src/messages/list.ts";
+import { encodeCursor, parseListQuery } from "../src/messages/list.ts";
+import { buildListQuery } from "../src/messages/repository.ts";
 import { openIsolatedDatabase } from "./support/isolated-database.ts";
 import { aQuietHour, insertMessage, type MessageRow, plus } from "./support/message-rows.ts";
 import { aPhoneNumber, startTestApp, type TestApp } from "./support/test-app.ts";
@@ -204,7 +205,7 @@ describe("the list query plan", () => {
 
   const cursor = encodeCursor({ createdAt: new Date(), uuid: "01JV5V54KPYK9GB29265EQRZ2P" });
   const explain = async (filters: Record<string, string>) => {
-    const { text, values } = buildListQuery(parseListQuery({ ...filters, cursor, limit: "50" }), "default");
+    const { text, values } = buildListQuery({ ...parseListQuery({ ...filters, cursor }), limit: 50 }, "default");
     const { rows } = await db.pool.query(`EXPLAIN ${text}`, values);
     return rows.map((row) => row["QUERY PLAN"]).join("\n");
   };

@@ -2,9 +2,8 @@ import type { RequestHandler } from "express";
 import { z } from "zod";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
-import type { Message } from "../generated/prisma/client.ts";
 import { type FieldError, fieldErrors, validationFailed } from "../http/problem.ts";
-import { toSummary } from "./repository.ts";
+import { type Cursor, selectMessagePage, toSummary } from "./repository.ts";
 import {
   type MessageSummary,
   messageSummarySchema,
@@ -16,12 +15,6 @@ import {
 
 export const DEFAULT_LIMIT = 50;
 export const MAX_LIMIT = 200;
-
-/** Where the previous page stopped: the (created_at, uuid) of its last row, the sort key of the list. */
-export interface Cursor {
-  createdAt: Date;
-  uuid: string;
-}
 
 export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.createdAt.toISOString(), cursor.uuid])).toString("base64url");
@@ -106,44 +99,9 @@ export function parseListQuery(query: unknown): ListMessagesQuery {
   return result.data;
 }
 
-const COLUMNS = `uuid, "to", status::text AS status, text_length AS "textLength", created_at AS "createdAt",
-  updated_at AS "updatedAt", sent_at AS "sentAt", delivered_at AS "deliveredAt", read_at AS "readAt",
-  failed_at AS "failedAt", expired_at AS "expiredAt", error_code AS "errorCode", error_message AS "errorMessage",
-  wam_id AS "wamId", reference, metadata, verification_id AS "verificationId"`;
-
-/**
- * The page query over one team's messages: keyset pagination on (created_at, uuid), newest first. Only the
- * given filters appear in the WHERE, so each filter combination matches an index on (team or the filter
- * column, created_at DESC, uuid DESC) and the scan stops after `limit + 1` rows (the extra row tells
- * whether there is a next page).
- */
-export function buildListQuery(query: ListMessagesQuery, team: string): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const param = (value: unknown) => {
-    values.push(value);
-    return `$${values.length}`;
-  };
-  const where: string[] = [`team = ${param(team)}`];
-  if (query.reference) where.push(`reference = ${param(query.reference)}`);
-  if (query.status) where.push(`status = ${param(query.status)}::message_status`);
-  if (query.to) where.push(`"to" = ${param(query.to)}`);
-  if (query.createdFrom) where.push(`created_at >= ${param(query.createdFrom)}`);
-  if (query.createdTo) where.push(`created_at < ${param(query.createdTo)}`);
-  if (query.cursor) {
-    where.push(`(created_at, uuid) < (${param(query.cursor.createdAt)}::timestamptz, ${param(query.cursor.uuid)})`);
-  }
-  const limit = param((query.limit ?? DEFAULT_LIMIT) + 1);
-  return {
-    text: `SELECT ${COLUMNS} FROM messages WHERE ${where.join(" AND ")}
-      ORDER BY created_at DESC, uuid DESC LIMIT ${limit}`,
-    values,
-  };
-}
-
 export async function listMessages(db: Database, query: ListMessagesQuery, team: string): Promise<MessageList> {
-  const { text, values } = buildListQuery(query, team);
-  const { rows } = await db.pool.query<Message>(text, values);
   const limit = query.limit ?? DEFAULT_LIMIT;
+  const rows = await selectMessagePage(db, { ...query, limit }, team);
   const page = rows.slice(0, limit);
   const last = page.at(-1);
   const items: MessageSummary[] = page.map(toSummary);

@@ -1,7 +1,7 @@
 import { type Database, POOL_CONNECTION_TIMEOUT_MS } from "../db/database.ts";
 import type { RunSql } from "../db/sql.ts";
 import type { Message, MessageEvent } from "../generated/prisma/client.ts";
-import { lockMessageUuid, settleBuffered } from "../tracking/apply.ts";
+import { lockMessageUuid, recordPendingEvent, settleBuffered } from "../tracking/apply.ts";
 import type { EventView, MessageSummary, MessageView } from "./schemas.ts";
 
 export interface NewMessage {
@@ -52,15 +52,12 @@ export async function createMessage(db: Database, message: NewMessage, withinMs 
     if (!first) return tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
     // A webhook PENDING may have arrived first and be buffered: it is this very event, so it becomes applied.
     // It occurred when we asked Betatel (a SENT reported before our insert must not sort before it).
-    await tx.$executeRawUnsafe(
-      `INSERT INTO message_events (uuid, status, outcome, occurred_at, received_at, source)
-       VALUES ($1, 'PENDING', 'applied', $2, $3, $4)
-       ON CONFLICT (uuid, status) DO UPDATE SET outcome = 'applied'`,
-      message.uuid,
-      requestedAt && requestedAt < first.createdAt ? requestedAt : first.createdAt,
-      source === "api" ? first.createdAt : new Date(),
+    await recordPendingEvent(sql, {
+      uuid: message.uuid,
+      occurredAt: requestedAt && requestedAt < first.createdAt ? requestedAt : first.createdAt,
+      receivedAt: source === "api" ? first.createdAt : new Date(),
       source,
-    );
+    });
     const settled = await settleBuffered(sql, message.uuid);
     return settled.size > 0 ? tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } }) : first;
   }, transactionLimits(withinMs));
@@ -104,6 +101,63 @@ export async function findMessage(
   const events =
     message.eventStatus === null ? [] : rows.map((row) => toEventView({ ...row, status: row.eventStatus } as EventRow));
   return { ...toSummary(message), events };
+}
+
+/** Where the previous page stopped: the (created_at, uuid) of its last row, the sort key of the list. */
+export interface Cursor {
+  createdAt: Date;
+  uuid: string;
+}
+
+/** The list's filters, all optional but the page size. */
+export interface MessageListFilter {
+  status?: Message["status"] | undefined;
+  to?: string | undefined;
+  createdFrom?: Date | undefined;
+  createdTo?: Date | undefined;
+  reference?: string | undefined;
+  cursor?: Cursor | undefined;
+  limit: number;
+}
+
+const COLUMNS = `uuid, "to", status::text AS status, text_length AS "textLength", created_at AS "createdAt",
+  updated_at AS "updatedAt", sent_at AS "sentAt", delivered_at AS "deliveredAt", read_at AS "readAt",
+  failed_at AS "failedAt", expired_at AS "expiredAt", error_code AS "errorCode", error_message AS "errorMessage",
+  wam_id AS "wamId", reference, metadata, verification_id AS "verificationId"`;
+
+/**
+ * The page query over one team's messages: keyset pagination on (created_at, uuid), newest first. Only the
+ * given filters appear in the WHERE, so each filter combination matches an index on (team or the filter
+ * column, created_at DESC, uuid DESC) and the scan stops after `limit + 1` rows (the extra row tells
+ * whether there is a next page).
+ */
+export function buildListQuery(query: MessageListFilter, team: string): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const param = (value: unknown) => {
+    values.push(value);
+    return `$${values.length}`;
+  };
+  const where: string[] = [`team = ${param(team)}`];
+  if (query.reference) where.push(`reference = ${param(query.reference)}`);
+  if (query.status) where.push(`status = ${param(query.status)}::message_status`);
+  if (query.to) where.push(`"to" = ${param(query.to)}`);
+  if (query.createdFrom) where.push(`created_at >= ${param(query.createdFrom)}`);
+  if (query.createdTo) where.push(`created_at < ${param(query.createdTo)}`);
+  if (query.cursor) {
+    where.push(`(created_at, uuid) < (${param(query.cursor.createdAt)}::timestamptz, ${param(query.cursor.uuid)})`);
+  }
+  const limit = param(query.limit + 1);
+  return {
+    text: `SELECT ${COLUMNS} FROM messages WHERE ${where.join(" AND ")}
+      ORDER BY created_at DESC, uuid DESC LIMIT ${limit}`,
+    values,
+  };
+}
+
+/** One page of a team's messages, newest first, with one row more than `limit` when there is a next page. */
+export async function selectMessagePage(db: Pick<Database, "pool">, filter: MessageListFilter, team: string) {
+  const { text, values } = buildListQuery(filter, team);
+  return (await db.pool.query<Message>(text, values)).rows;
 }
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;

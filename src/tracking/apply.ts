@@ -295,6 +295,21 @@ const lockUuids = (sql: RunSql, uuids: string[]) =>
 export const lockMessageUuid = (sql: RunSql, uuid: string) =>
   sql("SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtextextended($1, 0))", [uuid]);
 
+/**
+ * The PENDING event of a message row just stored. A PENDING that arrived through the webhook before the row is
+ * this very event, kept buffered: it becomes applied.
+ */
+export const recordPendingEvent = (
+  sql: RunSql,
+  event: { uuid: string; occurredAt: Date; receivedAt: Date; source: string },
+) =>
+  sql(
+    `INSERT INTO message_events (uuid, status, outcome, occurred_at, received_at, source)
+     VALUES ($1, 'PENDING', 'applied', $2, $3, $4)
+     ON CONFLICT (uuid, status) DO UPDATE SET outcome = 'applied'`,
+    [event.uuid, event.occurredAt, event.receivedAt, event.source],
+  );
+
 /** `settleBufferedMany` for one uuid: the decided outcome per status. */
 export async function settleBuffered(sql: RunSql, uuid: string): Promise<Map<Status, AppliedOutcome>> {
   return (await settleBufferedMany(sql, [uuid])).get(uuid) ?? new Map();

@@ -13,6 +13,7 @@ import { type AppliedOutcome, applyStatusEvents, isTransientConflict, type Statu
 import type { Outcome } from "../tracking/state-machine.ts";
 import { checkWebhookSecret, checkWebhookSignature } from "./auth.ts";
 import { bodyShape, MAX_ITEMS, parseItem } from "./parse.ts";
+import { anyUnknownMessage } from "./repository.ts";
 import { bufferedBudget, checkWebhookClient } from "./sender-limits.ts";
 
 export const WEBHOOK_BODY_LIMIT = 1024 * 1024;
@@ -85,7 +86,8 @@ export function webhookRouter(deps: WebhookDeps): Router {
       }
       const events = parsed.flatMap((item) => (item.ok ? [item.event] : []));
       const sender = req.ip ?? "unknown";
-      if (budget.exhausted(sender) && (await withStorage(() => anyUnknown(deps.db, events)))) throw budget.refusal();
+      if (budget.exhausted(sender) && (await withStorage(() => anyUnknownMessage(deps.db, events))))
+        throw budget.refusal();
       const { outcomes, settled } = await withStorage(() => applyStatusEvents(deps.db.pool, events)).catch(
         (error: unknown) => {
           // Still conflicting after the retries: nothing was lost, so ask the sender to retry rather than 500.
@@ -115,15 +117,4 @@ export function webhookRouter(deps: WebhookDeps): Router {
   );
 
   return router;
-}
-
-/** Whether any event names a uuid with no message row (it would be buffered). */
-async function anyUnknown(db: Database, events: StatusEvent[]): Promise<boolean> {
-  const uuids = [...new Set(events.map((event) => event.uuid))];
-  if (uuids.length === 0) return false;
-  const { rows } = await db.pool.query<{ known: number }>(
-    "SELECT count(*)::int AS known FROM messages WHERE uuid = ANY($1::text[])",
-    [uuids],
-  );
-  return (rows[0]?.known ?? 0) < uuids.length;
 }
