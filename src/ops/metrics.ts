@@ -5,6 +5,7 @@ import { registerCallbackMetrics } from "../callbacks/metrics.ts";
 import type { AttemptResult } from "../callbacks/worker.ts";
 import { STATUSES } from "../tracking/status.ts";
 import type { WebhookResult } from "../webhooks/routes.ts";
+import { countMessagesByStatus } from "./repository.ts";
 
 export interface MetricsOptions {
   /** Where the messages-by-status gauge counts rows. */
@@ -198,12 +199,7 @@ function registerMessagesByStatus(registry: Registry, options: MetricsOptions) {
   let cached: { at: number; counts: Map<string, number> } | undefined;
   let inFlight: Promise<Map<string, number>> | undefined;
 
-  const count = async () => {
-    const { rows } = await options.pool.query<{ status: string; count: string }>(
-      "SELECT status::text AS status, count(*) AS count FROM messages GROUP BY status",
-    );
-    return new Map(rows.map((row) => [row.status, Number(row.count)]));
-  };
+  const count = () => countMessagesByStatus(options.pool);
 
   new Gauge({
     name: "otp_messages",

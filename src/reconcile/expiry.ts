@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { MessageNotifier } from "../live/notifier.ts";
 import { changedUuids } from "../live/publish.ts";
 import { applyStatusEvents, type StatusEvent } from "../tracking/apply.ts";
+import { findOverdueMessages } from "./repository.ts";
 
 export interface ExpiryOptions {
   pool: pg.Pool;
@@ -15,10 +16,6 @@ export interface ExpiryOptions {
   maxBatches?: number;
   now?: () => Date;
 }
-
-const OVERDUE = `SELECT uuid FROM messages
-  WHERE status IN ('PENDING', 'SENT') AND created_at <= $1
-  ORDER BY created_at LIMIT $2`;
 
 /**
  * Ends messages that never resolved: EXPIRED (source `expiry`) through the same state machine, so a status
@@ -34,9 +31,9 @@ export function createExpiry(options: ExpiryOptions) {
     const cutoff = new Date(at.getTime() - options.expireAfterMs);
     let expired = 0;
     for (let batch = 0; batch < maxBatches; batch++) {
-      const { rows } = await options.pool.query<{ uuid: string }>(OVERDUE, [cutoff, options.batchSize]);
-      if (rows.length === 0) break;
-      const events: StatusEvent[] = rows.map(({ uuid }) => ({
+      const overdue = await findOverdueMessages(options.pool, cutoff, options.batchSize);
+      if (overdue.length === 0) break;
+      const events: StatusEvent[] = overdue.map((uuid) => ({
         uuid,
         status: "EXPIRED",
         occurredAt: at,
@@ -51,7 +48,7 @@ export function createExpiry(options: ExpiryOptions) {
       // Every change a reader can see, not only the expiries (a status that won the race adds an event too).
       const results = events.map((event, i) => ({ uuid: event.uuid, outcome: outcomes[i] }));
       options.notifier?.published(changedUuids(results, settled));
-      if (rows.length < options.batchSize) break;
+      if (overdue.length < options.batchSize) break;
     }
     if (expired > 0) options.logger.info({ expired, expireAfterMs: options.expireAfterMs }, "expired messages");
     return { expired };

@@ -9,6 +9,7 @@ import { maskPhone } from "../phone/phone.ts";
 import { applyStatusEvents } from "../tracking/apply.ts";
 import { toDate } from "../tracking/event-time.ts";
 import { eventsFor } from "./reconciler.ts";
+import { claimOrphans, forgetSettledOrphans, handBackOrphans } from "./repository.ts";
 
 /** The team of a message adopted from Betatel's delivery record: not a valid team name, so no key has it. */
 export const ADOPTED_TEAM = "(adopted)";
@@ -39,38 +40,6 @@ export interface OrphanAdoptionOptions {
   onAdopted?: () => void;
   now?: () => Date;
 }
-
-/**
- * Claims uuids that have buffered statuses but no message row, whose oldest status is older than `afterMs`,
- * and that are not scheduled for later. The claim is the schedule: `next_check_at` moves ahead (doubling
- * with each ask, at most `$5`), so another instance, or the next run after a 404, leaves them alone.
- */
-const CLAIM_ORPHANS = `WITH due AS (
-  SELECT e.uuid FROM message_events e
-  WHERE e.outcome = 'buffered'
-    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.uuid = e.uuid)
-    AND NOT EXISTS (SELECT 1 FROM orphan_checks o WHERE o.uuid = e.uuid AND o.next_check_at > $1)
-  GROUP BY e.uuid
-  HAVING min(e.received_at) <= $2
-  ORDER BY min(e.received_at)
-  LIMIT $3
-)
-INSERT INTO orphan_checks AS o (uuid, attempts, last_checked_at, next_check_at)
-SELECT uuid, 1, $1, $1::timestamptz + make_interval(secs => $4::float8 / 1000) FROM due
-ON CONFLICT (uuid) DO UPDATE SET
-  attempts = o.attempts + 1,
-  last_checked_at = $1,
-  next_check_at = $1::timestamptz + make_interval(secs => LEAST($5::float8, $4::float8 * power(2, LEAST(o.attempts, 16))) / 1000)
-WHERE o.next_check_at <= $1
-RETURNING o.uuid`;
-
-/** Claimed uuids that were not asked after all: due again at once, the claim not counted as an ask. */
-const HAND_BACK = `UPDATE orphan_checks SET next_check_at = last_checked_at, attempts = GREATEST(attempts - 1, 0)
-  WHERE uuid = ANY($1::text[])`;
-
-/** Schedules of uuids that no longer have buffered statuses (adopted, or cleaned up by retention). */
-const FORGET_SETTLED = `DELETE FROM orphan_checks o WHERE NOT EXISTS (
-  SELECT 1 FROM message_events e WHERE e.uuid = o.uuid AND e.outcome = 'buffered')`;
 
 /**
  * Orphan adoption: statuses that wait for a message row which never came (Betatel sent the OTP but we could
@@ -113,16 +82,16 @@ export function createOrphanAdoption(options: OrphanAdoptionOptions) {
     const summary: OrphanSummary = { claimed: 0, adopted: 0, unknown: 0, errors: 0 };
     if (options.afterMs <= 0) return summary;
     const at = now();
-    await options.db.pool.query(FORGET_SETTLED);
-    const { rows } = await options.db.pool.query<{ uuid: string }>(CLAIM_ORPHANS, [
+    await forgetSettledOrphans(options.db.pool);
+    const claimed = await claimOrphans(options.db.pool, {
       at,
-      new Date(at.getTime() - options.afterMs),
-      options.batchSize,
+      bufferedBefore: new Date(at.getTime() - options.afterMs),
+      limit: options.batchSize,
       recheckMs,
       maxRecheckMs,
-    ]);
-    summary.claimed = rows.length;
-    for (const [index, { uuid }] of rows.entries()) {
+    });
+    summary.claimed = claimed.length;
+    for (const [index, uuid] of claimed.entries()) {
       let record: DeliveryRecord | null;
       try {
         record = await options.betatel.getDeliveryRecord(uuid);
@@ -135,7 +104,7 @@ export function createOrphanAdoption(options: OrphanAdoptionOptions) {
           continue;
         }
         summary.backoff = error.failure;
-        await options.db.pool.query(HAND_BACK, [rows.slice(index + 1).map((row) => row.uuid)]);
+        await handBackOrphans(options.db.pool, claimed.slice(index + 1));
         break;
       }
       if (!record) {

@@ -8,6 +8,13 @@ import { changedUuids } from "../live/publish.ts";
 import { applyStatusEvents, errorReason, type StatusEvent } from "../tracking/apply.ts";
 import { toDate } from "../tracking/event-time.ts";
 import type { Status } from "../tracking/status.ts";
+import {
+  type ClaimedMessage,
+  claimDueMessages,
+  recordChecked,
+  recordCheckFailed,
+  releaseClaims,
+} from "./repository.ts";
 
 export interface ReconcilerOptions {
   pool: pg.Pool;
@@ -46,44 +53,6 @@ export interface ReconcileSummary {
   /** Set when Betatel said "not now" (429, timeout, unreachable, refused credentials, or several 5xx in a row): the run stopped. */
   backoff?: { reason: string; retryAfterMs?: number };
 }
-
-interface Claimed {
-  uuid: string;
-  status: Status;
-}
-
-/**
- * Claims due messages: unresolved, older than `afterMs` (and younger than the expiry age), not claimed or
- * scheduled for later. SKIP LOCKED passes over rows another instance is claiming at this moment, and the new
- * `next_check_at` keeps them away from everyone until then; the next check of a message that stays
- * unresolved is spaced out exponentially (RECONCILE_AFTER_MS, twice that, ... at most maxCheckIntervalMs),
- * by the attempts so far: checks and failed checks alike, so a record that keeps failing is asked less often.
- */
-const CLAIM_DUE = `WITH due AS (
-  SELECT uuid FROM messages
-  WHERE status IN ('PENDING', 'SENT')
-    AND created_at <= $2
-    AND ($3::timestamptz IS NULL OR created_at > $3)
-    AND (next_check_at IS NULL OR next_check_at <= $1)
-  ORDER BY created_at
-  LIMIT $4
-  FOR UPDATE SKIP LOCKED
-)
-UPDATE messages m SET
-  next_check_at = $1::timestamptz + make_interval(secs => GREATEST($5::float8,
-    LEAST($7::float8, $6::float8 * power(2, LEAST(m.check_count + m.check_failures, 16)))) / 1000)
-FROM due WHERE m.uuid = due.uuid
-RETURNING m.uuid, m.status`;
-
-/** A record was read: one real check. */
-const CHECKED = `UPDATE messages SET check_count = check_count + 1, last_checked_at = $2 WHERE uuid = ANY($1::text[])`;
-
-/** The record could not be had: the message keeps the claim's `next_check_at`, and the next one is later still. */
-const CHECK_FAILED = `UPDATE messages SET check_failures = check_failures + 1 WHERE uuid = ANY($1::text[])`;
-
-/** Hands claimed messages back (Betatel could not be asked): due again at the next run. */
-const RELEASE = `UPDATE messages SET next_check_at = NULL
-  WHERE uuid = ANY($1::text[]) AND status IN ('PENDING', 'SENT')`;
 
 /** The WDR as an event payload: Betatel's field names, never the OTP text (the record has none). */
 function payloadOf(record: DeliveryRecord) {
@@ -159,19 +128,16 @@ export function createReconciler(options: ReconcilerOptions) {
   const leaseMs = options.leaseMs ?? 10 * 60_000;
   const maxCheckIntervalMs = options.maxCheckIntervalMs ?? 2 * 60 * 60_000;
 
-  async function claim(at: Date): Promise<Claimed[]> {
-    const dueBefore = new Date(at.getTime() - options.afterMs);
-    const expiredBefore = options.expireAfterMs > 0 ? new Date(at.getTime() - options.expireAfterMs) : null;
-    const { rows } = await options.pool.query<Claimed>(CLAIM_DUE, [
+  function claim(at: Date): Promise<ClaimedMessage[]> {
+    return claimDueMessages(options.pool, {
       at,
-      dueBefore,
-      expiredBefore,
-      options.batchSize,
+      dueBefore: new Date(at.getTime() - options.afterMs),
+      expiredBefore: options.expireAfterMs > 0 ? new Date(at.getTime() - options.expireAfterMs) : null,
+      limit: options.batchSize,
       leaseMs,
-      Math.max(options.afterMs, 1000),
-      maxCheckIntervalMs,
-    ]);
-    return rows;
+      baseIntervalMs: Math.max(options.afterMs, 1000),
+      maxIntervalMs: maxCheckIntervalMs,
+    });
   }
 
   async function runOnce(): Promise<ReconcileSummary> {
@@ -240,9 +206,9 @@ export function createReconciler(options: ReconcilerOptions) {
       } else events.push(...eventsFor(message.uuid, status, record));
     }
 
-    if (read.length > 0) await options.pool.query(CHECKED, [read, at]);
-    if (failed.length > 0) await options.pool.query(CHECK_FAILED, [failed]);
-    if (handedBack.length > 0) await options.pool.query(RELEASE, [handedBack]);
+    if (read.length > 0) await recordChecked(options.pool, read, at);
+    if (failed.length > 0) await recordCheckFailed(options.pool, failed);
+    if (handedBack.length > 0) await releaseClaims(options.pool, handedBack);
     if (events.length > 0) {
       const { outcomes, settled } = await applyStatusEvents(options.pool, events);
       const moved = new Set(events.filter((_, i) => outcomes[i] === "applied").map((e) => e.uuid));
