@@ -11,7 +11,7 @@ import {
   listEndpoints,
   removeEndpoint,
   setEndpointEnabled,
-} from "./endpoints.ts";
+} from "./repository.ts";
 import { endpointSigningSecret } from "./signing-secret.ts";
 import { CallbackTargetRefused, checkCallbackUrl } from "./target-guard.ts";
 
