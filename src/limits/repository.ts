@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { RunSql } from "../db/sql.ts";
 
 /**
  * Counts one hit on `key`, in one atomic upsert: it starts a new window of `windowMs` when the old one has
@@ -29,4 +30,43 @@ export async function decrementRateLimitCounter(pool: pg.Pool, key: string): Pro
 
 export async function deleteRateLimitCounter(pool: pg.Pool, key: string): Promise<void> {
   await pool.query("DELETE FROM rate_limit_counters WHERE key = $1", [key]);
+}
+
+// First key of the two-key advisory locks on recipient numbers: its own lock space, apart from the
+// single-key locks on message uuids, migrations and retention.
+const RECIPIENT_LOCK_CLASS = 7_300_001;
+
+/** Takes `to`'s advisory lock until the transaction ends: counting and adding its sends happen one at a time. */
+export async function lockRecipient(sql: RunSql, to: string): Promise<void> {
+  await sql("SELECT pg_advisory_xact_lock($1, hashtext($2))", [RECIPIENT_LOCK_CLASS, to], "recipient_lock");
+}
+
+/** The database's clock and the times of the sends to `to` in the last `withinMs`, oldest first. */
+export async function recentRecipientSends(
+  sql: RunSql,
+  to: string,
+  withinMs: number,
+): Promise<{ now: Date; sent: Date[] } | undefined> {
+  const [row] = await sql<{ now: Date; sent: Date[] }>(
+    `SELECT clock_timestamp() AS now, ARRAY(
+         SELECT sent_at FROM recipient_sends
+         WHERE "to" = $1 AND sent_at > clock_timestamp() - $2 * interval '1 millisecond' ORDER BY sent_at) AS sent`,
+    [to, withinMs],
+    "recipient_sends_recent",
+  );
+  return row;
+}
+
+/** Counts one send to `to` at `at`, deleting its sends older than `keepMs` on the way. */
+export async function addRecipientSend(
+  sql: RunSql,
+  send: { to: string; team: string; at: Date; keepMs: number },
+): Promise<void> {
+  await sql(
+    `WITH pruned AS (
+         DELETE FROM recipient_sends WHERE "to" = $1 AND sent_at <= $3::timestamptz - $4 * interval '1 millisecond')
+       INSERT INTO recipient_sends ("to", team, sent_at) VALUES ($1, $2, $3)`,
+    [send.to, send.team, send.at, send.keepMs],
+    "recipient_sends_add",
+  );
 }
