@@ -11,7 +11,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
-import { addEndpoint } from "../src/callbacks/endpoints.ts";
+import { addEndpoint } from "../src/callbacks/repository.ts";
 import { createCallbackWorker } from "../src/callbacks/worker.ts";
 import { createLogger } from "../src/http/logging.ts";
 import { createBenchDatabase, seedMessages } from "./database.ts";

@@ -14,7 +14,7 @@ import type { AddressInfo } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { addEndpoint } from "../src/callbacks/endpoints.ts";
+import { addEndpoint } from "../src/callbacks/repository.ts";
 import { FIND_MESSAGE } from "../src/messages/repository.ts";
 import type { Status } from "../src/tracking/status.ts";
 import { BASELINE_FUNCTION } from "./baseline-peer.ts";

@@ -1,6 +1,6 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addEndpoint } from "../src/callbacks/endpoints.ts";
+import { addEndpoint } from "../src/callbacks/repository.ts";
 import { endpointSigningSecret } from "../src/callbacks/signing-secret.ts";
 import { expireVerifications } from "../src/verifications/repository.ts";
 import { type CallbackReceiver, startCallbackReceiver } from "./support/callback-receiver.ts";

@@ -3,15 +3,15 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/database.ts";
 import { applyMigrations } from "../db/migrate.ts";
-import { replayDeliveries } from "./deliveries.ts";
 import {
   addEndpoint,
   CALLBACK_EVENT_TYPES,
   type CallbackEventType,
   listEndpoints,
   removeEndpoint,
+  replayDeliveries,
   setEndpointEnabled,
-} from "./endpoints.ts";
+} from "./repository.ts";
 import { endpointSigningSecret } from "./signing-secret.ts";
 import { CallbackTargetRefused, checkCallbackUrl } from "./target-guard.ts";
 

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { deliveryBacklog } from "./deliveries.ts";
+import { deliveryBacklog } from "./repository.ts";
 import type { AttemptResult } from "./worker.ts";
 
 /**

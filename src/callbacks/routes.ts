@@ -5,7 +5,7 @@ import { withStorage } from "../db/errors.ts";
 import { notFound } from "../http/problem.ts";
 import { parseOrThrow } from "../http/validate.ts";
 import { messageSummarySchema } from "../messages/schemas.ts";
-import { DELIVERY_STATUSES, listDeliveries, retryDelivery } from "./deliveries.ts";
+import { DELIVERY_STATUSES, listDeliveries, retryDelivery } from "./repository.ts";
 
 export const deliveryIdSchema = z.string().regex(/^[1-9][0-9]{0,17}$/, "is not a delivery id");
 

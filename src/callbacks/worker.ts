@@ -1,7 +1,8 @@
 import type pg from "pg";
 import type { Logger } from "pino";
-import { type ClaimedDelivery, claimDueDeliveries, recordAttempt } from "./deliveries.ts";
+import { recordAttempt } from "./deliveries.ts";
 import { CALLBACK_TIMEOUT_MS, type CallbackResult, postEvent } from "./post-event.ts";
+import { type ClaimedDelivery, claimDueDeliveries } from "./repository.ts";
 import { endpointSigningSecret } from "./signing-secret.ts";
 
 export interface CallbackWorkerOptions {

@@ -3,13 +3,13 @@ import { type IncrementResponse, ipKeyGenerator, rateLimit, type Store } from "e
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { AppError } from "../http/problem.ts";
+import { decrementRateLimitCounter, deleteRateLimitCounter, incrementRateLimitCounter } from "./repository.ts";
 
 /**
- * express-rate-limit's counters in Postgres, so every instance counts the same hits. One atomic upsert per
- * request: it starts a new window when the old one has ended, otherwise adds one, and returns the count (no
- * read-then-write race between instances). Written here rather than taken from npm: the Postgres stores there
- * are unmaintained or bring their own pinned `pg`, pool and runtime schema migrations outside Prisma's, and
- * cannot share the embedded database's single connection.
+ * express-rate-limit's counters in Postgres, so every instance counts the same hits: one atomic upsert per
+ * request (`incrementRateLimitCounter`), no read-then-write race between instances. Written here rather than
+ * taken from npm: the Postgres stores there are unmaintained or bring their own pinned `pg`, pool and runtime
+ * schema migrations outside Prisma's, and cannot share the embedded database's single connection.
  */
 export class PostgresRateLimitStore implements Store {
   localKeys = false;
@@ -23,30 +23,18 @@ export class PostgresRateLimitStore implements Store {
   }
 
   async increment(key: string): Promise<IncrementResponse> {
-    const { rows } = await withStorage(() =>
-      this.db.pool.query<{ hits: number; reset_at: Date }>({
-        name: "rate_limit_increment",
-        text: `INSERT INTO rate_limit_counters AS c (key, hits, reset_at)
-          VALUES ($1, 1, now() + $2 * interval '1 millisecond')
-          ON CONFLICT (key) DO UPDATE SET
-            hits = CASE WHEN c.reset_at <= now() THEN 1 ELSE c.hits + 1 END,
-            reset_at = CASE WHEN c.reset_at <= now() THEN EXCLUDED.reset_at ELSE c.reset_at END
-          RETURNING hits, reset_at`,
-        values: [this.prefix + key, this.windowMs],
-      }),
+    const { hits, resetAt } = await withStorage(() =>
+      incrementRateLimitCounter(this.db.pool, this.prefix + key, this.windowMs),
     );
-    const row = rows[0] as { hits: number; reset_at: Date };
-    return { totalHits: row.hits, resetTime: row.reset_at };
+    return { totalHits: hits, resetTime: resetAt };
   }
 
   async decrement(key: string): Promise<void> {
-    await this.db.pool.query("UPDATE rate_limit_counters SET hits = greatest(hits - 1, 0) WHERE key = $1", [
-      this.prefix + key,
-    ]);
+    await decrementRateLimitCounter(this.db.pool, this.prefix + key);
   }
 
   async resetKey(key: string): Promise<void> {
-    await this.db.pool.query("DELETE FROM rate_limit_counters WHERE key = $1", [this.prefix + key]);
+    await deleteRateLimitCounter(this.db.pool, this.prefix + key);
   }
 }
 

@@ -1,10 +1,7 @@
 import type { Database } from "../db/database.ts";
 import { inTransaction } from "../db/sql.ts";
 import type { RecipientLimit } from "./limits-config.ts";
-
-// First key of the two-key advisory locks on recipient numbers: its own lock space, apart from the
-// single-key locks on message uuids, migrations and retention.
-const RECIPIENT_LOCK_CLASS = 7_300_001;
+import { addRecipientSend, lockRecipient, recentRecipientSends } from "./repository.ts";
 
 export type Reservation = { allowed: true } | { allowed: false; retryAfterSeconds: number; limit: RecipientLimit };
 
@@ -21,15 +18,9 @@ export async function reserveRecipientSend(
 ): Promise<Reservation> {
   const longestMs = Math.max(...limits.map((limit) => limit.windowMs));
   return inTransaction(db.pool, async (sql) => {
-    await sql("SELECT pg_advisory_xact_lock($1, hashtext($2))", [RECIPIENT_LOCK_CLASS, send.to], "recipient_lock");
+    await lockRecipient(sql, send.to);
     // After the lock, in a statement of its own: its snapshot sees every send committed before we got the lock.
-    const [row] = await sql<{ now: Date; sent: Date[] }>(
-      `SELECT clock_timestamp() AS now, ARRAY(
-         SELECT sent_at FROM recipient_sends
-         WHERE "to" = $1 AND sent_at > clock_timestamp() - $2 * interval '1 millisecond' ORDER BY sent_at) AS sent`,
-      [send.to, longestMs],
-      "recipient_sends_recent",
-    );
+    const row = await recentRecipientSends(sql, send.to, longestMs);
     const now = row?.now.getTime() ?? Date.now();
     const sent = (row?.sent ?? []).map((date) => date.getTime());
     let refused: { retryAt: number; limit: RecipientLimit } | undefined;
@@ -47,13 +38,7 @@ export async function reserveRecipientSend(
         limit: refused.limit,
       };
     }
-    await sql(
-      `WITH pruned AS (
-         DELETE FROM recipient_sends WHERE "to" = $1 AND sent_at <= $3::timestamptz - $4 * interval '1 millisecond')
-       INSERT INTO recipient_sends ("to", team, sent_at) VALUES ($1, $2, $3)`,
-      [send.to, send.team, new Date(now), longestMs],
-      "recipient_sends_add",
-    );
+    await addRecipientSend(sql, { to: send.to, team: send.team, at: new Date(now), keepMs: longestMs });
     return { allowed: true };
   });
 }

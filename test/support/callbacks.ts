@@ -1,6 +1,6 @@
 import type { Express } from "express";
 import request from "supertest";
-import { addEndpoint } from "../../src/callbacks/endpoints.ts";
+import { addEndpoint } from "../../src/callbacks/repository.ts";
 import { endpointSigningSecret } from "../../src/callbacks/signing-secret.ts";
 import { createCallbackWorker } from "../../src/callbacks/worker.ts";
 import type { Database } from "../../src/db/database.ts";
