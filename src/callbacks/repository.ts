@@ -72,38 +72,45 @@ export interface ClaimedDelivery {
 }
 
 /**
- * Claims due deliveries with a lease, at most `perEndpoint` of each enabled endpoint (so a dead endpoint
- * holds at most that many of the worker's slots) and never an event while an older event of the same subject
- * for that endpoint is still pending (events of one message arrive in order). Rows another instance is
- * claiming are skipped (SKIP LOCKED); a claim whose lease ran out is taken over.
+ * The claim: due deliveries with a lease, at most `$3` per enabled endpoint not in `$5` (so a dead endpoint holds
+ * at most that many of the worker's slots), `$4` in all, and never an event while an older event of the same
+ * subject for that endpoint is still pending (events of one message arrive in order). Rows another instance is
+ * claiming are skipped (SKIP LOCKED); a claim whose lease ran out is taken over. Written so that the plan reads
+ * about what it claims whatever the planner knows of the queue (a backlog fills it faster than it is analyzed):
+ * the order check is a subquery on the subject's first pending sequence, always answered from the subject index
+ * (as a NOT EXISTS join it read the endpoint's whole queue for each candidate), and the claimed rows are updated
+ * by primary key (a join with the CTE was hashed against a scan of the queue). Either drained a backlog at a few
+ * dozen a second.
  */
+export const CLAIM_DUE_DELIVERIES = `WITH due AS (
+    SELECT d.id
+      FROM callback_endpoints e
+      CROSS JOIN LATERAL (
+        SELECT c.id FROM callback_deliveries c
+         WHERE c.endpoint_id = e.id AND c.status = 'pending' AND c.next_attempt_at <= $1
+           AND (c.locked_until IS NULL OR c.locked_until < $1)
+           AND c.sequence = (
+             SELECT min(p.sequence) FROM callback_deliveries p
+              WHERE p.endpoint_id = c.endpoint_id AND p.subject = c.subject AND p.status = 'pending')
+         ORDER BY c.next_attempt_at, c.id
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED) d
+     WHERE e.enabled AND NOT (e.id = ANY ($5::text[]))
+     LIMIT $4)
+  UPDATE callback_deliveries c SET locked_until = $1::timestamptz + make_interval(secs => $2::float8 / 1000)
+    FROM callback_endpoints e
+   WHERE c.id = ANY (ARRAY(SELECT id FROM due)) AND e.id = c.endpoint_id
+  RETURNING c.id::text, c.event_id AS "eventId", c.endpoint_id AS "endpointId", e.url,
+            e.secret_version AS "secretVersion", c.payload::text AS body, c.attempts`;
+
+/** Runs the claim (`CLAIM_DUE_DELIVERIES`) for the worker. */
 export async function claimDueDeliveries(
   pool: pg.Pool,
   options: { now: Date; leaseMs: number; perEndpoint: number; limit: number; busyEndpoints: string[] },
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await pool.query<ClaimedDelivery>({
     name: "claim_callback_deliveries",
-    text: `WITH due AS (
-        SELECT d.id
-          FROM callback_endpoints e
-          CROSS JOIN LATERAL (
-            SELECT c.id FROM callback_deliveries c
-             WHERE c.endpoint_id = e.id AND c.status = 'pending' AND c.next_attempt_at <= $1
-               AND (c.locked_until IS NULL OR c.locked_until < $1)
-               AND NOT EXISTS (
-                 SELECT 1 FROM callback_deliveries p
-                  WHERE p.endpoint_id = c.endpoint_id AND p.subject = c.subject AND p.status = 'pending'
-                    AND p.sequence < c.sequence)
-             ORDER BY c.next_attempt_at, c.id
-             LIMIT $3
-             FOR UPDATE SKIP LOCKED) d
-         WHERE e.enabled AND NOT (e.id = ANY ($5::text[]))
-         LIMIT $4)
-      UPDATE callback_deliveries c SET locked_until = $1::timestamptz + make_interval(secs => $2::float8 / 1000)
-        FROM due, callback_endpoints e
-       WHERE c.id = due.id AND e.id = c.endpoint_id
-      RETURNING c.id::text, c.event_id AS "eventId", c.endpoint_id AS "endpointId", e.url,
-                e.secret_version AS "secretVersion", c.payload::text AS body, c.attempts`,
+    text: CLAIM_DUE_DELIVERIES,
     values: [options.now, options.leaseMs, options.perEndpoint, options.limit, options.busyEndpoints],
   });
   return rows;
