@@ -97,7 +97,8 @@ describe("npm run callbacks", () => {
 
   it("when the service runs on the embedded database, then the CLI refuses to open it beside the service", async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), "otp-cli-"));
-    const server = await spawnServer({ DATA_DIR: dataDir, RECONCILE_INTERVAL_MS: "0" });
+    // The embedded start (PGlite, migrations) is the slowest there is: give it time on a loaded CI machine.
+    const server = await spawnServer({ DATA_DIR: dataDir, RECONCILE_INTERVAL_MS: "0" }, 45_000);
     try {
       const refused = await cli(["list"], { DATA_DIR: dataDir });
       expect(refused.code).toBe(1);
