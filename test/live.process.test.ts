@@ -5,6 +5,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createWatchAccess } from "../src/live/watch-token.ts";
 import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
 import { eventually, openRawRequests, type RawRequest, rawRequest } from "./support/live-fixtures.ts";
 import { insertMessage } from "./support/message-rows.ts";
@@ -170,35 +171,49 @@ describe.skipIf(embedded)("live status in the real process", () => {
     }
   }, 30_000);
 
-  it("when a stream is asked for after SIGTERM, then it is answered 503 at once (not held until the forced close)", async () => {
+  it("when a stream is asked for after SIGTERM, then it is answered 503 at once (not held until the forced close); a browser's watch-token stream is told to come back", async () => {
     const server = await spawnServer(env());
     try {
       const { uuid } = await insertMessage(pool);
       const open = rawRequest(server.url, `/v1/messages/${uuid}/stream`, { "x-api-key": KEYS[0] ?? "" });
       expect(await open.status()).toBe(200);
-      // A request already on its way when the signal comes: its connection keeps the server draining.
+      // Requests already on their way when the signal comes: their connections keep the server draining.
       const { port } = new URL(server.url);
-      const late = connect(Number(port), "127.0.0.1");
-      let answer = "";
-      late.setEncoding("utf8").on("data", (chunk: string) => {
-        answer += chunk;
-      });
-      late.on("error", () => {});
-      late.write(`GET /v1/messages/${uuid}/stream HTTP/1.1\r\nhost: 127.0.0.1\r\n`);
+      const lateRequest = (requestLine: string) => {
+        const socket = connect(Number(port), "127.0.0.1");
+        const late = { socket, answer: "" };
+        socket.setEncoding("utf8").on("data", (chunk: string) => {
+          late.answer += chunk;
+        });
+        socket.on("error", () => {});
+        socket.write(`${requestLine}\r\nhost: 127.0.0.1\r\n`);
+        return late;
+      };
+      const late = lateRequest(`GET /v1/messages/${uuid}/stream HTTP/1.1`);
+      const token = createWatchAccess({ secret: env().WATCH_SECRET }).issue(uuid);
+      const lateBrowser = lateRequest(`GET /v1/messages/${uuid}/stream?watch=${token} HTTP/1.1`);
       await sleep(200);
 
       server.kill("SIGTERM");
       await eventually(() => open.received().endsWith("0\r\n\r\n"), 5000); // the open stream was ended
       const startedAt = Date.now();
-      late.write(`x-api-key: ${KEYS[0]}\r\n\r\n`);
+      late.socket.write(`x-api-key: ${KEYS[0]}\r\n\r\n`);
+      lateBrowser.socket.write("accept: text/event-stream\r\n\r\n");
 
-      await eventually(() => answer.includes("\r\n\r\n{"), 5000);
+      await eventually(() => late.answer.includes("\r\n\r\n{"), 5000);
       expect(Date.now() - startedAt).toBeLessThan(2000);
-      expect(answer).toMatch(/^HTTP\/1\.1 503/);
-      expect(answer).toMatch(/retry-after: \d+/i);
-      expect(answer).toContain('"code":"shutting_down"');
+      expect(late.answer).toMatch(/^HTTP\/1\.1 503/);
+      expect(late.answer).toMatch(/retry-after: \d+/i);
+      expect(late.answer).toContain('"code":"shutting_down"');
+      // An EventSource would give up for good on a 503: it gets a stream that says when to come back, and ends.
+      await eventually(() => lateBrowser.answer.includes("shutting_down"), 5000);
+      expect(lateBrowser.answer).toMatch(/^HTTP\/1\.1 200/);
+      expect(lateBrowser.answer).toMatch(/content-type: text\/event-stream/i);
+      expect(lateBrowser.answer).toContain("retry: 1000");
+      expect(lateBrowser.answer).not.toMatch(/^data: /m);
       expect(await server.exited).toBe(0);
-      late.destroy();
+      late.socket.destroy();
+      lateBrowser.socket.destroy();
     } finally {
       server.kill("SIGKILL");
     }
