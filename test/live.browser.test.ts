@@ -1,11 +1,12 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import { type AddressInfo, createServer as createTcpServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "./support/chromium.ts";
+import { aFreePort } from "./support/free-port.ts";
 import { createScratchDatabase, type ScratchDatabase } from "./support/scratch-database.ts";
 import { type SpawnedServer, spawnServer } from "./support/spawn-server.ts";
 import { embedded } from "./support/test-database.ts";
@@ -50,25 +51,6 @@ let dataDir: string | undefined;
 let port: number;
 let service: SpawnedServer | undefined;
 
-/**
- * A free port below the kernel's ephemeral range (32768 and up), so that between the stop and the restart no
- * other test's listener or outgoing connection is handed the same number.
- */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const candidate = 20_000 + Math.floor(Math.random() * 12_000);
-    const probe = createTcpServer();
-    const free = await new Promise<boolean>((resolve) => {
-      probe.once("error", () => resolve(false));
-      probe.listen(candidate, () => resolve(true));
-    });
-    if (free) {
-      await new Promise((resolve) => probe.close(resolve));
-      return candidate;
-    }
-  }
-}
-
 /** The service as an operator starts it: sandbox mode (no Betatel credentials), this test's own database. */
 const startService = () =>
   spawnServer({
@@ -90,7 +72,7 @@ beforeAll(async () => {
   pageOrigin = `http://127.0.0.1:${(pageServer.address() as AddressInfo).port}`;
   if (embedded) dataDir = await mkdtemp(path.join(tmpdir(), "otp-browser-"));
   else database = await createScratchDatabase("browser");
-  port = await freePort();
+  port = await aFreePort();
   service = await startService();
   // Not a skip: without the browser this fails, and says how to install it.
   browser = await launchChromium();

@@ -2,7 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { aClosedPort, type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
+import { type FakeBetatel, startFakeBetatel } from "./support/fake-betatel.ts";
+import { aFreePort } from "./support/free-port.ts";
 import { aPhoneNumber, TEST_BETATEL } from "./support/test-app.ts";
 import { embedded } from "./support/test-database.ts";
 import { byRank, foldEvents, HISTORIES, type HistoryEvent, timestampsFor } from "./support/webhook.ts";
@@ -20,7 +21,7 @@ interface Instance {
 
 /** A real service process (`tsx src/server.ts`) on the run's database, with Betatel pointing at the fake. */
 async function startInstance(betatel: FakeBetatel): Promise<Instance> {
-  const port = await aClosedPort();
+  const port = await aFreePort();
   const child = spawn(path.join(ROOT, "node_modules/.bin/tsx"), ["src/server.ts"], {
     cwd: ROOT,
     env: {
