@@ -1,5 +1,5 @@
 import request from "supertest";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { aClosedPort, type Reply } from "./support/fake-betatel.ts";
 import { anOtp, messagesTo, tablesContaining } from "./support/message-tables.ts";
 import { aPhoneNumber, startTestApp, type TestApp } from "./support/test-app.ts";
@@ -11,7 +11,11 @@ beforeAll(async () => {
   t = await startTestApp({ BETATEL_TIMEOUT_MS: String(TIMEOUT_MS), LOG_LEVEL: "trace" });
 });
 afterAll(() => t.close());
-beforeEach(() => t.betatel.reset());
+beforeEach(() => {
+  t.betatel.reset();
+  // A hang here once ran into the 30 s test timeout with nothing to show: a failure prints the service's log.
+  onTestFailed(() => console.error(t.logs.text.slice(-8000)));
+});
 
 interface Case {
   name: string;
@@ -107,7 +111,10 @@ describe("POST /v1/messages when Betatel fails", () => {
     t.betatel.reply(c.reply);
 
     const started = Date.now();
-    const res = await request(t.app).post("/v1/messages").send({ to, text: otp.text });
+    const res = await request(t.app)
+      .post("/v1/messages")
+      .timeout(TIMEOUT_MS + 10_000)
+      .send({ to, text: otp.text });
 
     expect(res.status).toBe(c.status);
     expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);

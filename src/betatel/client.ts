@@ -67,7 +67,7 @@ export function createBetatelClient(options: BetatelHttpOptions): Betatel {
     for (let tryNumber = 1; ; tryNumber++) {
       try {
         const response = await doFetch(target, { ...init, signal, redirect: "error" });
-        return { status: response.status, headers: response.headers, body: await readLimited(response) };
+        return { status: response.status, headers: response.headers, body: await readLimited(response, signal) };
       } catch (error) {
         if (signal.aborted) throw new BetatelError("timeout", `Betatel did not answer within ${options.timeoutMs} ms`);
         const code = connectionErrorCode(error);
@@ -142,19 +142,30 @@ function connectionErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
-/** Reads at most MAX_RESPONSE_BYTES of the body; a huge answer is cut, not buffered whole. */
-async function readLimited(response: Response): Promise<string> {
+/**
+ * Reads at most MAX_RESPONSE_BYTES of the body; a huge answer is cut, not buffered whole. The deadline ends the
+ * read itself: fetch should error a body it handed over when its signal aborts, but a trickling body once kept
+ * a send waiting well past the deadline, so the reader is cancelled here too (a pending read then ends at once).
+ */
+async function readLimited(response: Response, signal: AbortSignal): Promise<string> {
   if (!response.body) return "";
   const reader = response.body.getReader();
+  const stop = () => void reader.cancel(signal.reason).catch(() => {});
+  signal.addEventListener("abort", stop, { once: true });
   const chunks: Uint8Array[] = [];
   let size = 0;
-  while (size < MAX_RESPONSE_BYTES) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.byteLength;
+  try {
+    while (size < MAX_RESPONSE_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+    signal.throwIfAborted();
+  } finally {
+    signal.removeEventListener("abort", stop);
+    await reader.cancel().catch(() => {});
   }
-  await reader.cancel().catch(() => {});
   return Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString("utf8");
 }
 
