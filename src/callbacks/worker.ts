@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Logger } from "pino";
+import { repeatedTaskLog } from "../http/logging.ts";
 import { recordAttempt } from "./deliveries.ts";
 import { CALLBACK_TIMEOUT_MS, type CallbackResult, postEvent } from "./post-event.ts";
 import { type ClaimedDelivery, claimDueDeliveries } from "./repository.ts";
@@ -52,6 +53,7 @@ export function createCallbackWorker(options: CallbackWorkerOptions) {
   let claiming: Promise<number> | undefined;
   let again = false;
   let stopped = true;
+  const claimLog = repeatedTaskLog(options.logger, "claiming status callbacks");
 
   function busyEndpoints(): string[] {
     const counts = new Map<string, number>();
@@ -116,10 +118,16 @@ export function createCallbackWorker(options: CallbackWorkerOptions) {
       return;
     }
     claiming = claimAndStart()
-      .catch((error) => {
-        options.logger.error({ err: error }, "claiming status callbacks failed");
-        return 0;
-      })
+      .then(
+        (count) => {
+          claimLog.succeeded();
+          return count;
+        },
+        (error: unknown) => {
+          claimLog.failed(error);
+          return 0;
+        },
+      )
       .finally(() => {
         claiming = undefined;
         if (again && !stopped) {

@@ -30,6 +30,30 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   );
 }
 
+/**
+ * The log of a task that runs again and again in the background. While the database is down it fails on every
+ * run, so it logs the first failure, then at most one line per `quietMs` with the count, and one line when it
+ * works again: an outage is visible without burying everything else in the log.
+ */
+export function repeatedTaskLog(logger: Logger, task: string, quietMs = 60_000) {
+  let failures = 0;
+  let loggedAt = 0;
+  return {
+    failed(error: unknown) {
+      failures++;
+      const now = Date.now();
+      if (failures > 1 && now - loggedAt < quietMs) return;
+      loggedAt = now;
+      logger.error({ err: error, failures }, `${task} failed`);
+    },
+    succeeded() {
+      if (failures === 0) return;
+      logger.info({ failures }, `${task} works again`);
+      failures = 0;
+    },
+  };
+}
+
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 /** Honours a sane incoming x-request-id, otherwise makes one; echoes it either way. */

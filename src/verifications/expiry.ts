@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Logger } from "pino";
+import { repeatedTaskLog } from "../http/logging.ts";
 import { expireVerifications } from "./repository.ts";
 
 /**
@@ -13,12 +14,14 @@ export function startVerificationExpiry(options: {
   onExpired?: (count: number) => void;
 }): () => Promise<void> {
   let running: Promise<void> | undefined;
+  const log = repeatedTaskLog(options.logger, "expiring verifications");
   const timer = setInterval(() => {
     running ??= expireVerifications(options.pool)
       .then((count) => {
+        log.succeeded();
         if (count > 0) options.onExpired?.(count);
       })
-      .catch((error: unknown) => options.logger.error({ err: error }, "expiring verifications failed"))
+      .catch(log.failed)
       .finally(() => {
         running = undefined;
       });
