@@ -266,5 +266,10 @@ export function configWarnings(config: Config): string[] {
       "WEBHOOK_SIGNING_SECRET is unset in production: webhooks are authenticated by the shared secret alone (no signature, no replay window)",
     );
   }
+  if (config.NODE_ENV === "production" && !config.METRICS_TOKEN) {
+    warnings.push(
+      "METRICS_TOKEN is unset in production: /metrics is open to anyone who can reach it (keep it on an internal network)",
+    );
+  }
   return warnings;
 }

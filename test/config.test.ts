@@ -289,10 +289,18 @@ describe("webhook client addresses", () => {
     expect(configError(env)).toMatch(message);
   });
 
-  it("when production runs without WEBHOOK_SIGNING_SECRET, then a start warning says so", () => {
-    expect(configWarnings(loadConfig(PRODUCTION)).join("\n")).toMatch(/WEBHOOK_SIGNING_SECRET is unset/);
+  it("when production runs without WEBHOOK_SIGNING_SECRET or METRICS_TOKEN, then a start warning names each", () => {
+    const warnings = configWarnings(loadConfig(PRODUCTION)).join("\n");
+    expect(warnings).toMatch(/WEBHOOK_SIGNING_SECRET is unset/);
+    expect(warnings).toMatch(/METRICS_TOKEN is unset in production: \/metrics is open/);
     expect(
-      configWarnings(loadConfig({ ...PRODUCTION, WEBHOOK_SIGNING_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })),
+      configWarnings(
+        loadConfig({
+          ...PRODUCTION,
+          WEBHOOK_SIGNING_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+          METRICS_TOKEN: "a-scrape-token",
+        }),
+      ),
     ).toEqual([]);
     expect(configWarnings(loadConfig({}))).toEqual([]);
   });
