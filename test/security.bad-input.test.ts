@@ -127,6 +127,13 @@ describe("POST /v1/messages with bad input", () => {
     ["a text with NUL", JSON.stringify({ to: phone, text: "code\u0000123" })],
     ["a text with an escape sequence", JSON.stringify({ to: phone, text: "code \u001b[31m123" })],
     ["a text with a lone surrogate", `{"to": "${phone}", "text": "code \\ud800 123"}`],
+    ["metadata with NUL in a value", JSON.stringify({ to: phone, text: "x", metadata: { flow: "a\u0000b" } })],
+    ["metadata with NUL in a key", JSON.stringify({ to: phone, text: "x", metadata: { "a\u0000b": 1 } })],
+    ["metadata with a lone surrogate in a value", `{"to": "${phone}", "text": "x", "metadata": {"flow": "\\ud800"}}`],
+    ["metadata with a lone surrogate in a key", `{"to": "${phone}", "text": "x", "metadata": {"\\udc00": 1}}`],
+    ["metadata with an escape sequence", JSON.stringify({ to: phone, text: "x", metadata: { flow: "\u001b[2J" } })],
+    ["metadata with a __proto__ key", `{"to": "${phone}", "text": "x", "metadata": {"__proto__": "x"}}`],
+    ["metadata nested", JSON.stringify({ to: phone, text: "x", metadata: { flow: { step: 1 } } })],
     ["a phone with letters", JSON.stringify({ to: "+387 61 ABC 555", text: "x" })],
     [
       "a phone in Arabic-Indic digits",

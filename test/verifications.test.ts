@@ -106,9 +106,11 @@ describe("POST /v1/verifications", () => {
     [{}, "to"],
     [{ to: "12" }, "to"],
     [{ to: "38761444555", code: "1" }, "code"],
+    [{ to: "38761444555", metadata: { flow: "sign\u0000up" } }, "metadata.flow"],
   ])("when the body is %o, then 400 names %s", async (body, path) => {
     const res = await request(t.app).post("/v1/verifications").set(owner.auth).send(body).expect(400);
     expect(res.body.errors.map((e: { path: string }) => e.path)).toContain(path);
+    expect(t.betatel.requests).toHaveLength(0);
   });
 });
 

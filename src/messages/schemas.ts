@@ -29,8 +29,16 @@ export const referenceSchema = z
 const METADATA_MAX_KEYS = 20;
 const METADATA_MAX_BYTES = 2048;
 
-export const metadataSchema = z
-  .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+const PLAIN_TEXT_MESSAGE = "must not contain control characters (other than tab and newline) or invalid Unicode";
+const isPlainText = (text: string) => text.isWellFormed() && !CONTROL_CHARACTERS.test(text);
+
+// Metadata is stored as JSONB, which cannot hold NUL or a lone surrogate: refuse them (and other control
+// characters) before Betatel is called, not after the OTP is already on its way.
+const metadataKeySchema = z.string().refine(isPlainText, PLAIN_TEXT_MESSAGE);
+const metadataValueSchema = z.union([z.string().refine(isPlainText, PLAIN_TEXT_MESSAGE), z.number(), z.boolean()]);
+
+const metadataRecordSchema = z
+  .record(metadataKeySchema, metadataValueSchema)
   .refine((value) => Object.keys(value).length <= METADATA_MAX_KEYS, `must have at most ${METADATA_MAX_KEYS} keys`)
   .refine(
     (value) => Buffer.byteLength(JSON.stringify(value)) <= METADATA_MAX_BYTES,
@@ -41,6 +49,15 @@ export const metadataSchema = z
     example: { flow: "signup", attempt: 1 },
     maxProperties: METADATA_MAX_KEYS,
   });
+
+// The record parser drops a `__proto__` key without a word (before any key check), so the raw input is
+// checked for it: a caller's label must not vanish behind a 201.
+export const metadataSchema = z.preprocess((value, ctx) => {
+  if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
+    ctx.addIssue({ code: "custom", message: "must not have the key __proto__", path: ["__proto__"] });
+  }
+  return value;
+}, metadataRecordSchema);
 
 export const sendMessageBodySchema = z
   .strictObject({
@@ -53,10 +70,7 @@ export const sendMessageBodySchema = z
       }, "must be 1 to 4096 characters")
       // A WhatsApp text cannot carry NUL or terminal control codes, and a lone surrogate is not text at all:
       // refuse them here rather than let Betatel or the phone garble the code. Tab and newlines are fine.
-      .refine(
-        (text) => text.isWellFormed() && !CONTROL_CHARACTERS.test(text),
-        "must not contain control characters (other than tab and newline) or invalid Unicode",
-      )
+      .refine(isPlainText, PLAIN_TEXT_MESSAGE)
       .meta({
         // JSON Schema counts code points, as the refinement above does.
         minLength: 1,
