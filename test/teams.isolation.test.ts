@@ -158,6 +158,40 @@ describe("teams: every read is limited to the caller's team", () => {
     expect((await request(t.app).get(`/v1/messages/${billing.body.uuid}`).set(as(GROWTH))).status).toBe(404);
   });
 
+  it("when Betatel answers billing's send with the uuid of growth's message, then billing gets 502 and never growth's message", async () => {
+    const growthTo = aPhoneNumber();
+    const growth = await send(GROWTH, { to: growthTo, text: "Your code is 515151" }).expect(201);
+    const key = `taken-${aUuid()}`;
+    const body = { to: aPhoneNumber(), text: "Your code is 525252" };
+    const billingSend = () => send(BILLING, body, { "idempotency-key": key });
+
+    t.betatel.reply({ status: 200, body: { uuid: growth.body.uuid } });
+    const billing = await billingSend();
+    const billingAgain = await billingSend();
+
+    expect(billing.status).toBe(502);
+    expect(billing.body).toMatchObject({ code: "provider_unavailable" });
+    expect(billing.text).not.toContain(growthTo);
+    expect(billing.body.watchUrl).toBeUndefined();
+    // The OTP may have gone out: a retry with the key replays the answer and sends nothing.
+    expect(billingAgain.status).toBe(502);
+    expect(t.betatel.requests).toHaveLength(2);
+    expect((await request(t.app).get(`/v1/messages/${growth.body.uuid}`).set(as(BILLING))).status).toBe(404);
+    const mine = await request(t.app).get(`/v1/messages/${growth.body.uuid}`).set(as(GROWTH)).expect(200);
+    expect(mine.body).toMatchObject({ to: growthTo, status: "PENDING" });
+    expect(t.logs.text).toContain("betatel answered a uuid that another message already has");
+  });
+
+  it("when Betatel answers a send of the same team with a uuid already used for another number, then 502 too", async () => {
+    const first = await send(GROWTH, { to: aPhoneNumber(), text: "Your code is 535353" }).expect(201);
+
+    t.betatel.reply({ status: 200, body: { uuid: first.body.uuid } });
+    const second = await send(GROWTH, { to: aPhoneNumber(), text: "Your code is 545454" });
+
+    expect(second.status).toBe(502);
+    expect(second.body.uuid).toBeUndefined();
+  });
+
   it("when sends are answered, then otp_sends_total counts them per team", async () => {
     await send(BILLING, { to: aPhoneNumber(), text: "Your code is 404040" });
     await send(BILLING, { to: "12", text: "Your code is 404041" });

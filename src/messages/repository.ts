@@ -36,9 +36,26 @@ function transactionLimits(withinMs: number) {
 }
 
 /**
+ * Betatel answered a send with a uuid that another message already has (another team's, another number's):
+ * that row is not this send's and must not be shown as its answer.
+ */
+export class MessageUuidTakenError extends Error {
+  constructor(readonly uuid: string) {
+    super(`message uuid ${uuid} is already stored for another message`);
+    this.name = "MessageUuidTakenError";
+  }
+}
+
+const isSameSend = (stored: Message, message: NewMessage) =>
+  stored.team === message.team &&
+  stored.to === message.to &&
+  (stored.verificationId ?? null) === (message.verificationId ?? null);
+
+/**
  * Stores a message Betatel accepted, with its PENDING event, and applies any statuses that arrived before
- * it (buffered), all in one transaction. Returns the created row; if the uuid is already stored (Betatel
- * answered the same uuid twice), returns the existing row unchanged.
+ * it (buffered), all in one transaction. Returns the created row. If the uuid is already stored for the same
+ * send (a retry whose first try committed), returns that row unchanged; if it is stored for another message,
+ * throws `MessageUuidTakenError`. Adoption (`source: "reconcile"`) takes whichever row is there.
  */
 export async function createMessage(db: Database, message: NewMessage, withinMs = 15_000): Promise<MessageSummary> {
   const row = await db.prisma.$transaction(async (tx) => {
@@ -49,7 +66,11 @@ export async function createMessage(db: Database, message: NewMessage, withinMs 
     const { requestedAt, source = "api", ...row } = message;
     const created = await tx.message.createManyAndReturn({ data: [row], skipDuplicates: true });
     const first = created[0];
-    if (!first) return tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
+    if (!first) {
+      const stored = await tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
+      if (source === "api" && !isSameSend(stored, message)) throw new MessageUuidTakenError(message.uuid);
+      return stored;
+    }
     // A webhook PENDING may have arrived first and be buffered: it is this very event, so it becomes applied.
     // It occurred when we asked Betatel (a SENT reported before our insert must not sort before it).
     await recordPendingEvent(sql, {

@@ -17,7 +17,7 @@ import {
   saveIdempotentAnswer,
 } from "./idempotency.ts";
 import type { InFlightSends, SendInFlight } from "./in-flight.ts";
-import { createMessage, type NewMessage } from "./repository.ts";
+import { createMessage, MessageUuidTakenError, type NewMessage } from "./repository.ts";
 import type { SendMessageBody } from "./schemas.ts";
 
 export interface SendDeps {
@@ -86,6 +86,29 @@ async function storeSentMessage(deps: SendDeps, message: NewMessage) {
 }
 
 /**
+ * Betatel accepted the OTP but answered a uuid another message already has: this send cannot be tracked, and
+ * the other message must not be shown in its place. The answer is kept for the Idempotency-Key, since the OTP
+ * may well have gone out and a retry must not send a second one.
+ */
+async function uuidTaken(deps: SendDeps, request: SendRequest, error: MessageUuidTakenError): Promise<AppError> {
+  deps.logger.error(
+    { uuid: error.uuid, team: request.team, to: maskPhone(request.body.to) },
+    "betatel answered a uuid that another message already has; this send is not tracked",
+  );
+  const problem = new AppError({
+    code: "provider_unavailable",
+    detail: "Betatel answered with a message uuid that is already in use, so this message cannot be tracked.",
+  });
+  if (request.idempotencyKey) {
+    const scope = idempotencyScope(request);
+    await saveIdempotentAnswer(deps.db, scope, request.idempotencyKey, toAnswer(problem)).catch(() => {});
+  }
+  return problem;
+}
+
+const idempotencyScope = (request: SendRequest) => `${request.team}:${request.apiKeyId}`;
+
+/**
  * Sends one OTP: claim the idempotency key (or replay its answer), call Betatel, store the message as
  * PENDING. The database is touched before Betatel, so with the database down nothing is sent (503).
  */
@@ -102,7 +125,7 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
   const { db, betatel, logger } = deps;
   const { idempotencyKey: key } = request;
   // Idempotency keys are the caller's own strings: scoped to the team and the key, so no one else's replay shows.
-  const scope = `${request.team}:${request.apiKeyId}`;
+  const scope = idempotencyScope(request);
 
   if (key) {
     const fingerprint = requestFingerprint(request.body, request.apiKey);
@@ -162,6 +185,7 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
       verificationId: request.verificationId,
     });
   } catch (error) {
+    if (error instanceof MessageUuidTakenError) throw await uuidTaken(deps, request, error);
     // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever
     // the database said, for the caller this is the storage failing (never a bare 500 that drops the uuid).
     logger.error({ err: error, uuid: sent.uuid }, "betatel accepted the otp but storing it failed");
