@@ -92,6 +92,44 @@ describe("POST /v1/verifications", () => {
     expect(other.body.code).toBe("idempotency_key_reused");
   });
 
+  it("when the same Idempotency-Key is sent again after a 201, then the replay has the Location too", async () => {
+    const to = aPhoneNumber();
+    const key = `verify-location-${to}`;
+    const first = await startVerification(t.app, owner.auth, to).set("Idempotency-Key", key).expect(201);
+    const again = await startVerification(t.app, owner.auth, to).set("Idempotency-Key", key).expect(201);
+    expect(again.headers.location).toBe(first.headers.location);
+  });
+
+  it("when Betatel answers 500 (the code may be out), then the verification stays, named in the answer, and the key replays it", async () => {
+    const to = aPhoneNumber();
+    const key = `verify-500-${to}`;
+    t.betatel.reply({ status: 500, body: "internal error" });
+    const failed = await startVerification(t.app, owner.auth, to).set("Idempotency-Key", key).expect(502);
+    const replayed = await startVerification(t.app, owner.auth, to).set("Idempotency-Key", key).expect(502);
+
+    expect(failed.body).toMatchObject({ code: "provider_unavailable", id: expect.stringMatching(/^ver_/) });
+    expect(replayed.body).toEqual(failed.body);
+    expect(codesSentTo(t.betatel, to)).toHaveLength(1);
+    // The person may have the code: it still approves the verification.
+    const code = lastCodeSentTo(t.betatel, to);
+    const checked = await checkCode(t.app, owner.auth, failed.body.id, code).expect(200);
+    expect(checked.body.status).toBe("approved");
+  });
+
+  it("when Betatel refuses and quotes the code in its own way, then the caller never sees Betatel's words", async () => {
+    const to = aPhoneNumber();
+    t.betatel.always((sent) => {
+      const code = /code is (\d+)/.exec((sent.json as { text: string }).text)?.[1] ?? "";
+      return { status: 400, body: { message: `Template rejected near '${code.split("").join(" ")}' (${code})` } };
+    });
+    const refused = await startVerification(t.app, owner.auth, to).expect(422);
+    const code = lastCodeSentTo(t.betatel, to);
+
+    expect(refused.body.code).toBe("provider_rejected");
+    expect(refused.text).not.toContain(code);
+    expect(refused.text).not.toContain(code.split("").join(" "));
+  });
+
   it("when Betatel refuses, then the send error is answered and nothing is kept", async () => {
     const to = aPhoneNumber();
     t.betatel.reply({ status: 400, body: { message: "number cannot receive WhatsApp" } });

@@ -50,10 +50,20 @@ const PROVIDER_PROBLEMS: Record<BetatelFailure, ProblemCode> = {
   timeout: "provider_timeout",
 };
 
-function providerProblem(error: BetatelError): AppError {
-  // Only a rejection carries Betatel's words: they tell the caller what to change. Other reasons are ours to fix.
-  const detail = error.failure === "rejected" && error.reason ? error.reason : error.message;
-  return new AppError({ code: PROVIDER_PROBLEMS[error.failure], detail });
+/**
+ * A send that failed after the OTP may have gone out (a timeout, a 5xx, a cut connection, stored-after-sent, a
+ * uuid in use): whoever retries must not send a second one, and whatever the OTP proves must be kept.
+ */
+export class OtpMayBeOutError extends AppError {
+  override name = "OtpMayBeOutError";
+}
+
+function providerProblem(error: BetatelError, request: SendRequest): AppError {
+  // Only a rejection carries Betatel's words: they tell the caller what to change. Other reasons are ours to
+  // fix. A verification's never: Betatel may quote the text, and with it the code, in a form we cannot redact.
+  const quote = error.failure === "rejected" && error.reason && !request.verificationId;
+  const options = { code: PROVIDER_PROBLEMS[error.failure], detail: quote ? error.reason : error.message };
+  return error.mayHaveSent ? new OtpMayBeOutError(options) : new AppError(options);
 }
 
 function toAnswer(error: AppError): StoredAnswer {
@@ -95,7 +105,7 @@ async function uuidTaken(deps: SendDeps, request: SendRequest, error: MessageUui
     { uuid: error.uuid, team: request.team, to: maskPhone(request.body.to) },
     "betatel answered a uuid that another message already has; this send is not tracked",
   );
-  const problem = new AppError({
+  const problem = new OtpMayBeOutError({
     code: "provider_unavailable",
     detail: "Betatel answered with a message uuid that is already in use, so this message cannot be tracked.",
   });
@@ -158,7 +168,7 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
       { failure: error.failure, betatelStatus: error.status, to: maskPhone(request.body.to) },
       "betatel send failed",
     );
-    const problem = providerProblem(error);
+    const problem = providerProblem(error, request);
     if (key) {
       // After a timeout, a 5xx, an unreadable 2xx or a cut connection the OTP may have gone out: keep the
       // answer so neither a retry nor a waiting twin can send a second one. Any other failure (Betatel refused
@@ -189,9 +199,12 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
     // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever
     // the database said, for the caller this is the storage failing (never a bare 500 that drops the uuid).
     logger.error({ err: error, uuid: sent.uuid }, "betatel accepted the otp but storing it failed");
-    throw storageUnavailable({
+    const { headers } = storageUnavailable();
+    throw new OtpMayBeOutError({
+      code: "storage_unavailable",
       extra: { uuid: sent.uuid },
       detail: "Betatel accepted the message but it could not be stored; its status cannot be tracked yet.",
+      headers,
     });
   }
 

@@ -1,5 +1,6 @@
 import express, { Router } from "express";
 import { withStorage } from "../db/errors.ts";
+import { problemBody } from "../http/problem.ts";
 import { parseOrThrow, requireJsonBody } from "../http/validate.ts";
 import {
   claimIdempotencyKey,
@@ -9,6 +10,7 @@ import {
 } from "../messages/idempotency.ts";
 import { MESSAGE_BODY_LIMIT } from "../messages/routes.ts";
 import { idempotencyKeySchema } from "../messages/schemas.ts";
+import { OtpMayBeOutError } from "../messages/send.ts";
 import {
   checkBodySchema,
   checkByNumberBodySchema,
@@ -43,7 +45,9 @@ export function verificationsRouter(deps: VerificationDeps): Router {
         claimIdempotencyKey(deps.db, scope, key, fingerprint, deps.betatelTimeoutMs + 15_000),
       );
       if (claim.kind === "replay") {
-        res.status(claim.answer.status).json(claim.answer.body);
+        const { status, body: stored } = claim.answer;
+        if (status === 201) res.location(`/v1/verifications/${(stored as { id: string }).id}`);
+        res.status(status).json(stored);
         return;
       }
     }
@@ -56,8 +60,14 @@ export function verificationsRouter(deps: VerificationDeps): Router {
         apiKey: res.locals.apiKey,
       });
     } catch (error) {
-      // A failed start keeps no verification (its code is void): the same key may try again.
-      if (key) await releaseIdempotencyKey(deps.db, scope, key).catch(() => {});
+      // The code may be out: the same key replays this answer and never sends a second code. Any other
+      // failure kept no verification (its code is void): the same key may try again.
+      if (key) {
+        await (error instanceof OtpMayBeOutError
+          ? saveIdempotentAnswer(deps.db, scope, key, { status: error.status, body: problemBody(error) })
+          : releaseIdempotencyKey(deps.db, scope, key)
+        ).catch(() => {});
+      }
       throw error;
     }
     if (key) await saveIdempotentAnswer(deps.db, scope, key, answer).catch(() => {});

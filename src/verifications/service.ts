@@ -3,7 +3,7 @@ import { ulid } from "ulid";
 import { withStorage } from "../db/errors.ts";
 import { AppError, notFound } from "../http/problem.ts";
 import type { SendMessageBody } from "../messages/schemas.ts";
-import { type SendDeps, sendMessage } from "../messages/send.ts";
+import { OtpMayBeOutError, type SendDeps, sendMessage } from "../messages/send.ts";
 import { maskPhone } from "../phone/phone.ts";
 import { codeMatches, MAX_CHECKS, MAX_SENDS, newCodeSalt, renderVerificationText, verificationCode } from "./code.ts";
 import {
@@ -115,11 +115,14 @@ export async function startVerification(
     try {
       await sendCode(deps, created, request.apiKeyId, request.apiKey);
     } catch (error) {
-      // Refused before or by Betatel: nothing of it is kept. Stored-after-sent (503 with the uuid): kept, the
-      // person may have the code.
-      if (!(error instanceof AppError && error.extra.uuid !== undefined)) {
-        await deleteVerification(pool, created.id).catch(() => {});
+      // The code may have reached the person (a timeout, a 5xx, stored-after-sent): the verification stays,
+      // named in the answer, so the code can be checked and a new start resends it instead of sending another.
+      if (error instanceof OtpMayBeOutError) {
+        error.extra.id = created.id;
+        throw error;
       }
+      // Refused before or by Betatel: nothing of it is kept.
+      await deleteVerification(pool, created.id).catch(() => {});
       throw error;
     }
     deps.onEvent?.("started");
