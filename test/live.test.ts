@@ -161,6 +161,19 @@ describe("GET /v1/messages/:uuid/stream", () => {
     await eventually(() => notifier.subscriptions(uuid) === 0);
   });
 
+  it("when asked with HEAD, then it answers the stream's headers at once and keeps no watcher", async () => {
+    const uuid = await sendOtp(app);
+    const res = await fetch(`${here.url}/v1/messages/${uuid}/stream`, {
+      method: "HEAD",
+      signal: AbortSignal.timeout(3000),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    expect(notifier.subscriptions(uuid)).toBe(0);
+    const unknown = await fetch(`${here.url}/v1/messages/${aUuid()}/stream`, { method: "HEAD" });
+    expect(unknown.status).toBe(404);
+  });
+
   it("when the uuid is unknown, then it answers 404 problem", async () => {
     const res = await fetch(`${here.url}/v1/messages/${aUuid()}/stream`);
     expect(res.status).toBe(404);
@@ -251,6 +264,18 @@ describe("GET /v1/messages/:uuid?waitFor=...&timeout=...", () => {
     const res = await longPoll(uuid, query);
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ code: "validation_failed", errors: [expect.objectContaining({ path })] });
+  });
+
+  it("when asked with HEAD, then it answers the plain read's headers at once instead of waiting", async () => {
+    const uuid = await sendOtp(app);
+    const started = Date.now();
+    const res = await fetch(`${here.url}/v1/messages/${uuid}?waitFor=READ&timeout=20`, {
+      method: "HEAD",
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(Date.now() - started).toBeLessThan(3000);
   });
 
   it("when the uuid is unknown, then it answers 404", async () => {

@@ -67,6 +67,11 @@ export function streamMessage(deps: LiveDeps): RequestHandler {
       return comeBackLater(res, problem);
     }
     if (!res.socket || res.socket.destroyed) return watch.stop(); // the client left during the first read
+    if (req.method === "HEAD") {
+      // The stream's headers (the message exists, the caller may watch it), and no stream to keep open.
+      watch.stop();
+      return openEventStream(res, STREAM_RETRY_MS).end();
+    }
     openEventStream(res, STREAM_RETRY_MS);
     send(watch.first);
     const heartbeat = setInterval(() => res.write(": heartbeat\n\n"), heartbeatMs);
@@ -78,7 +83,7 @@ export function streamMessage(deps: LiveDeps): RequestHandler {
   };
 }
 
-function openEventStream(res: Response, retryMs: number) {
+function openEventStream(res: Response, retryMs: number): Response {
   res.writeHead(200, {
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache, no-transform",
@@ -87,6 +92,7 @@ function openEventStream(res: Response, retryMs: number) {
     "x-accel-buffering": "no",
   });
   res.write(`retry: ${retryMs}\n\n`);
+  return res;
 }
 
 /**
@@ -105,7 +111,8 @@ function comeBackLater(res: Response, error: AppError) {
  */
 export function longPoll(deps: LiveDeps): RequestHandler {
   return async (req, res, next) => {
-    if (req.query.waitFor === undefined && req.query.timeout === undefined) return next();
+    // HEAD asks for the headers only: the plain read's, at once, rather than after a wait.
+    if (req.method === "HEAD" || (req.query.waitFor === undefined && req.query.timeout === undefined)) return next();
     const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
     const query = parseOrThrow(
       longPollQuerySchema,
