@@ -197,6 +197,18 @@ describe("POST /v1/messages with Idempotency-Key", () => {
     expect(t.betatel.requests).toHaveLength(1);
   });
 
+  it("when the metadata keys come in another order, then it is the same request", async () => {
+    const key = aKey();
+    const to = aPhoneNumber();
+
+    const first = await send(key, { to, text: "141414", metadata: { flow: "signup", attempt: 1 } });
+    const second = await send(key, { to, text: "141414", metadata: { attempt: 1, flow: "signup" } });
+
+    expect(second.status).toBe(201);
+    expect(replayed(second.body)).toEqual(replayed(first.body));
+    expect(t.betatel.requests).toHaveLength(1);
+  });
+
   it("when the first request never finished (it died holding the key), then 409 with Retry-After and Betatel is not called", async () => {
     const key = aKey();
     const body = { to: aPhoneNumber(), text: "141414" };

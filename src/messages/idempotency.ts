@@ -12,11 +12,24 @@ export interface StoredAnswer {
 }
 
 /**
+ * JSON that is the same whatever order the caller's fields came in. The body's own fields already come in the
+ * schema's order; nested objects (metadata) get their keys sorted. The body's order is kept so that keys stored
+ * before this canonical form existed still match.
+ */
+function canonicalJson(body: unknown): string {
+  return JSON.stringify(body, (key, inner: unknown) =>
+    key !== "" && inner !== null && typeof inner === "object" && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : inner,
+  );
+}
+
+/**
  * A fingerprint of the request body. Keyed with the caller's API key so that the stored value cannot be
  * brute-forced back to a short OTP by someone who can read the table.
  */
 export function requestFingerprint(body: unknown, apiKey: string): string {
-  return createHmac("sha256", `idempotency:${apiKey}`).update(JSON.stringify(body)).digest("hex");
+  return createHmac("sha256", `idempotency:${apiKey}`).update(canonicalJson(body)).digest("hex");
 }
 
 export type Claim = { kind: "claimed" } | { kind: "replay"; answer: StoredAnswer };
