@@ -85,6 +85,8 @@ const envSchema = z.object({
     .refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), "must be a postgres:// URL"),
   DATA_DIR: z.string().min(1).default("./.data"),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
+  /** Longest one query on a Postgres server may run (a lock held elsewhere, a silent network) before a 503. */
+  DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(10_000),
   BETATEL_BASE_URL: z
     .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
     .default("https://api.betatel.com"),

@@ -9,7 +9,7 @@ import { createSandboxBetatel } from "./betatel/sandbox.ts";
 import { createCallbackWorker } from "./callbacks/worker.ts";
 import { type Config, configWarnings } from "./config.ts";
 import { type Database, openDatabase } from "./db/database.ts";
-import { applyMigrations } from "./db/migrate.ts";
+import { migrateDatabase } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
 import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
 import { createLiveHub } from "./live/hub.ts";
@@ -230,7 +230,13 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       await Promise.race([closed, sleep(left())]);
       // A reconciler run in progress gets what is left of the grace; claims it leaves unfinished expire with their lease.
       await Promise.race([jobsStopped, sleep(left())]);
-      await db.close();
+      // Closing waits for connections in use; their queries end within the query timeout, but the grace is what
+      // was promised: past it, the process exits with the pool still closing.
+      const dbClosed = await Promise.race([db.close().then(() => true), sleep(Math.max(left(), 1_000), false)]);
+      if (!dbClosed) {
+        exitCode = 1;
+        logger.error("shutdown: the database connections did not close within the grace");
+      }
       logger.info("stopped");
     } catch (error) {
       logger.error({ err: error }, "shutdown failed");
@@ -251,9 +257,10 @@ async function openAndMigrate(config: Config, logger: Logger): Promise<Database>
     url: config.DATABASE_URL,
     dataDir: config.DATA_DIR,
     poolSize: config.DATABASE_POOL_SIZE,
+    queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
   });
   try {
-    const applied = await applyMigrations(db.pool);
+    const applied = await migrateDatabase(db);
     logger.info(
       { database: db.kind, applied },
       db.kind === "embedded" ? `embedded database in ${config.DATA_DIR}` : "database ready",

@@ -81,6 +81,45 @@ describe("SIGTERM", () => {
   });
 });
 
+describe("SIGTERM with a query stuck behind another session's lock", () => {
+  it("when a read waits on a locked table, then the process still exits within the shutdown grace", async () => {
+    const scratch = await createScratchDatabase("stucklock");
+    const graceMs = 22_000; // the least the config accepts with BETATEL_TIMEOUT_MS=1000
+    const server = await spawnServer({
+      ...env(scratch.url),
+      BETATEL_TIMEOUT_MS: "1000",
+      SHUTDOWN_GRACE_MS: String(graceMs),
+      // Longer than the test: only the grace can end the wait.
+      DATABASE_QUERY_TIMEOUT_MS: "600000",
+    });
+    const locker = new pg.Client({ connectionString: scratch.url });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+      const stuck = fetch(`${server.url}/v1/messages/${aUuid()}`, { headers: { "x-api-key": API_KEY } }).catch(
+        () => undefined,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const stoppedAt = Date.now();
+      server.kill("SIGTERM");
+      const exitCode = await Promise.race([
+        server.exited,
+        new Promise((resolve) => setTimeout(() => resolve("still running"), graceMs + 5_000)),
+      ]);
+      expect(exitCode).toBe(1);
+      expect(Date.now() - stoppedAt).toBeLessThan(graceMs + 3_000);
+      expect(server.output()).toContain("the database connections did not close within the grace");
+      await stuck;
+    } finally {
+      server.kill("SIGKILL");
+      await locker.query("ROLLBACK");
+      await locker.end();
+      await scratch.drop();
+    }
+  }, 60_000);
+});
+
 describe("SIGTERM with sends that outlast the old fixed 25 s forced close", () => {
   it("when five sends wait 26 s on Betatel, then shutdown waits for them: all answered 201, stored, their keys answered, exit 0", async () => {
     fake.reset();

@@ -140,3 +140,43 @@ describe.skipIf(embedded)("when the database only accepts reads (a standby after
     }
   });
 });
+
+describe.skipIf(embedded)("when another session holds an exclusive lock on the message tables", () => {
+  it("then reads, live status and the webhook answer 503 after the query timeout instead of waiting for the lock, and serve once it goes", async () => {
+    const queryTimeoutMs = 1_000;
+    const db = await openDatabase({ url: scratch.url, dataDir: "", poolSize: 3, queryTimeoutMs });
+    const t = await startTestAppOn(db);
+    const locker = new pg.Client({ connectionString: scratch.url });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE messages, message_events IN ACCESS EXCLUSIVE MODE");
+      const routes: [string, () => request.Test][] = [
+        ["GET /v1/messages/:uuid", () => request(t.app).get(`/v1/messages/${stored}`)],
+        ["GET /v1/messages", () => request(t.app).get("/v1/messages?limit=5")],
+        ["GET /v1/messages/:uuid?waitFor", () => request(t.app).get(`/v1/messages/${stored}?waitFor=READ&timeout=1`)],
+        ["GET /v1/messages/:uuid/stream", () => request(t.app).get(`/v1/messages/${stored}/stream`)],
+        [
+          "POST /webhooks/betatel",
+          () => request(t.app).post("/webhooks/betatel").send({ uuid: stored, status: "DELIVERED" }),
+        ],
+      ];
+      for (const [route, call] of routes) {
+        const started = Date.now();
+        const res = await call().timeout(queryTimeoutMs * 8);
+        expectStorageUnavailable(res, route);
+        expect(Date.now() - started, route).toBeLessThan(queryTimeoutMs * 4);
+      }
+      expect(t.logs.text).toContain("Query read timeout");
+    } finally {
+      await locker.query("ROLLBACK");
+      await locker.end();
+    }
+    try {
+      // The timed-out queries' connections were dropped: fresh ones serve.
+      expect((await request(t.app).get(`/v1/messages/${stored}`)).status).toBe(200);
+    } finally {
+      await t.close();
+    }
+  });
+});

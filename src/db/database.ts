@@ -19,6 +19,8 @@ export interface Database {
   readinessPool: pg.Pool;
   /** A URL a second connection (LISTEN, migrations CLI) can use; undefined when embedded. */
   url: string | undefined;
+  /** The pool's query timeout (`DatabaseOptions.queryTimeoutMs`), for pools of its own a feature opens. */
+  queryTimeoutMs: number | undefined;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,12 @@ export interface DatabaseOptions {
    * on the embedded database, where a connection is a loopback socket to this very process.
    */
   idleTimeoutMs?: number;
+  /**
+   * Postgres server only: the longest one query on the pool may run before it fails ("Query read timeout", a
+   * 503) and its connection is dropped. Without it a table locked by another session, or a network that went
+   * silent, holds requests and background tasks for as long as that lasts. Unset: no limit.
+   */
+  queryTimeoutMs?: number;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
@@ -42,6 +50,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       connectionString: options.url,
       max: options.poolSize,
       idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+      // Client-side, like the probe's below, so that it works through any pooler.
+      query_timeout: options.queryTimeoutMs,
     });
     const readinessPool = makePool({
       connectionString: options.url,
@@ -60,6 +70,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       pool,
       readinessPool,
       url: options.url,
+      queryTimeoutMs: options.queryTimeoutMs,
       stop: () => readinessPool.end(),
     });
   }
@@ -96,6 +107,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     pool,
     readinessPool: pool,
     url: undefined,
+    queryTimeoutMs: undefined,
     async stop() {
       await server.stop();
       await db.close();
@@ -122,7 +134,8 @@ async function loadEmbeddedPostgres() {
 export const POOL_CONNECTION_TIMEOUT_MS = 5_000;
 
 function makePool(config: pg.PoolConfig): pg.Pool {
-  const pool = new pg.Pool({ connectionTimeoutMillis: POOL_CONNECTION_TIMEOUT_MS, ...config });
+  // TCP keepalive: a connection whose peer vanished without a word (a dropped network) is noticed and closed.
+  const pool = new pg.Pool({ connectionTimeoutMillis: POOL_CONNECTION_TIMEOUT_MS, keepAlive: true, ...config });
   // An idle client whose server went away emits here; without a listener it would crash the process.
   pool.on("error", () => {});
   // A checked-out client (inside a transaction, between two queries) emits "error" on itself when the server

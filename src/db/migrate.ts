@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import type pg from "pg";
+import pg from "pg";
+import type { Database } from "./database.ts";
 
 export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, "../../prisma/migrations");
 
@@ -13,6 +14,21 @@ export const NO_TRANSACTION_MARKER = "-- no-transaction";
 
 // Same key Prisma Migrate uses, so this runner and `prisma migrate deploy` also exclude each other.
 const MIGRATION_LOCK = 72707369;
+
+/**
+ * Applies pending migrations to the service's database. On a Postgres server it uses a connection of its own,
+ * without the pool's query timeout: a migration (or the wait for another instance's) may take longer.
+ */
+export async function migrateDatabase(db: Database): Promise<string[]> {
+  if (!db.url) return applyMigrations(db.pool);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1, application_name: "whatsapp-otp-tracker:migrate" });
+  pool.on("error", () => {});
+  try {
+    return await applyMigrations(pool);
+  } finally {
+    await pool.end();
+  }
+}
 
 /**
  * Applies pending Prisma migrations with Prisma Migrate's own bookkeeping (`_prisma_migrations`, sha256

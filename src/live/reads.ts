@@ -26,8 +26,10 @@ export function openLiveReads(db: Database, size = LIVE_READ_POOL_SIZE): LiveRea
     application_name: "whatsapp-otp-tracker:live",
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    // A read stuck on a dead connection would hold every watcher of that message: give up and read again later.
-    query_timeout: 10_000,
+    // A read stuck on a dead connection or behind a lock would hold every watcher of that message: give up (the
+    // watcher gets a 503) and read again later.
+    query_timeout: db.queryTimeoutMs ?? 10_000,
+    keepAlive: true,
   });
   // A server that goes away must not crash the process: the next read fails and is answered as a 503.
   pool.on("error", () => {});
