@@ -80,6 +80,16 @@ describe("POST /v1/messages with an invalid body", () => {
     expect(t.betatel.requests).toHaveLength(0);
   });
 
+  it("when the content type is a JSON type with a suffix (application/vnd.api+json), then the body is read as JSON", async () => {
+    const res = await request(t.app)
+      .post("/v1/messages")
+      .set("Content-Type", "application/vnd.api+json")
+      .send(JSON.stringify(valid()));
+
+    expect(res.status).toBe(201);
+    expect(t.betatel.requests).toHaveLength(1);
+  });
+
   it("when the content type is not JSON, then 415 and Betatel is not called", async () => {
     const res = await request(t.app)
       .post("/v1/messages")

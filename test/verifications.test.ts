@@ -49,6 +49,15 @@ describe("POST /v1/verifications", () => {
     expect(t.logs.text).not.toContain(code);
   });
 
+  it("when the content type is application/merge-patch+json, then the body is read as JSON", async () => {
+    const res = await request(t.app)
+      .post("/v1/verifications")
+      .set(owner.auth)
+      .set("Content-Type", "application/merge-patch+json")
+      .send(JSON.stringify({ to: aPhoneNumber() }));
+    expect(res.status).toBe(201);
+  });
+
   it("when two verifications start, then their codes differ", async () => {
     const codes = new Set();
     for (let i = 0; i < 5; i++) codes.add((await aVerification()).code);

@@ -1,4 +1,4 @@
-import type { RequestHandler } from "express";
+import express, { type RequestHandler } from "express";
 import type { z } from "zod";
 import { fieldErrors, unsupportedMediaType, validationFailed } from "./problem.ts";
 
@@ -12,10 +12,16 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
   throw validationFailed(errors);
 }
 
+const JSON_TYPES = ["application/json", "application/*+json"];
+
 /** JSON routes answer 415 to any other content type instead of silently seeing an empty body. */
 export const requireJsonBody: RequestHandler = (req, _res, next) => {
-  if (!req.is("application/json") && !req.is("application/*+json")) {
-    return next(unsupportedMediaType("Send Content-Type: application/json."));
-  }
+  if (!req.is(JSON_TYPES)) return next(unsupportedMediaType("Send Content-Type: application/json."));
   next();
 };
+
+/** The body parsing of a JSON route: the content type checked, then parsed (the same types), at most `limit`. */
+export const jsonBody = (limit: string): RequestHandler[] => [
+  requireJsonBody,
+  express.json({ limit, strict: true, type: JSON_TYPES }),
+];

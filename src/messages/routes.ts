@@ -1,8 +1,8 @@
-import express, { type RequestHandler, Router } from "express";
+import { type RequestHandler, Router } from "express";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { notFound } from "../http/problem.ts";
-import { parseOrThrow, requireJsonBody } from "../http/validate.ts";
+import { jsonBody, parseOrThrow } from "../http/validate.ts";
 import { findMessage } from "./repository.ts";
 import { idempotencyKeySchema, messageUuidSchema, sendMessageBodySchema } from "./schemas.ts";
 import { type SendDeps, sendMessage } from "./send.ts";
@@ -18,7 +18,7 @@ export interface MessagesRouterDeps extends SendDeps {
 export function messagesRouter(deps: MessagesRouterDeps): Router {
   const router = Router();
 
-  router.post("/", requireJsonBody, express.json({ limit: MESSAGE_BODY_LIMIT, strict: true }), async (req, res) => {
+  router.post("/", ...jsonBody(MESSAGE_BODY_LIMIT), async (req, res) => {
     const body = parseOrThrow(sendMessageBodySchema, req.body);
     const rawKey = req.get("idempotency-key");
     const idempotencyKey =

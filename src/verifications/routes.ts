@@ -1,7 +1,7 @@
-import express, { Router } from "express";
+import { Router } from "express";
 import { withStorage } from "../db/errors.ts";
 import { problemBody } from "../http/problem.ts";
-import { parseOrThrow, requireJsonBody } from "../http/validate.ts";
+import { jsonBody, parseOrThrow } from "../http/validate.ts";
 import {
   claimIdempotencyKey,
   releaseIdempotencyKey,
@@ -29,7 +29,7 @@ import {
 /** `/v1/verifications`: start (or resend), check, read and cancel, for the caller's team only. */
 export function verificationsRouter(deps: VerificationDeps): Router {
   const router = Router();
-  const json = [requireJsonBody, express.json({ limit: MESSAGE_BODY_LIMIT, strict: true })];
+  const json = jsonBody(MESSAGE_BODY_LIMIT);
   const idParam = (value: unknown) => parseOrThrow(verificationIdSchema, value, "id");
 
   router.post("/", ...json, async (req, res) => {
