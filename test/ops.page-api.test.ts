@@ -127,6 +127,27 @@ describe("the ops page's access", () => {
     expect(big.status).toBe(413);
   });
 
+  it("when an address tries the sign-in an 11th time in a minute, then 429: the form again for a browser, a problem for others", async () => {
+    const guessing = await startTestApp({ OPS_TOKEN: "guessing-ops-token-1234" });
+    try {
+      const attempt = (accept: string) =>
+        request(guessing.app).post("/ops/login").set("Accept", accept).type("form").send({ token: "wrong" });
+      for (let i = 0; i < 10; i++) expect((await attempt("*/*")).status).toBe(401);
+
+      const api = await attempt("application/json");
+      expect(api.status).toBe(429);
+      expect(api.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(api.body).toMatchObject({ status: 429, code: "too_many_sign_ins" });
+      expect(Number(api.headers["retry-after"])).toBeGreaterThan(0);
+      const browser = await attempt("text/html,application/xhtml+xml,*/*;q=0.8");
+      expect(browser.status).toBe(429);
+      expect(browser.headers["content-type"]).toMatch(/^text\/html/);
+      expect(browser.text).toContain("Too many sign-in attempts");
+    } finally {
+      await guessing.close();
+    }
+  });
+
   it("when OPS_TOKEN is shorter than 16 characters, then the configuration is refused naming it", () => {
     expect(() => loadConfig({ OPS_TOKEN: "short" })).toThrow(ConfigError);
     expect(() => loadConfig({ OPS_TOKEN: "short" })).toThrow(/OPS_TOKEN: must be at least 16 characters/);

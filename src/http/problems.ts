@@ -97,6 +97,11 @@ export const PROBLEMS = {
     title: "Too many watchers",
     description: "this instance or this API key has its most streams and long-polls open (Retry-After)",
   },
+  too_many_sign_ins: {
+    status: 429,
+    title: "Too many sign-in attempts",
+    description: "this address tried the ops sign-in 10 times this minute (Retry-After)",
+  },
   too_many_buffered: {
     status: 429,
     title: "Too many statuses for unknown messages",

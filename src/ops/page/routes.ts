@@ -4,7 +4,7 @@ import express, { type RequestHandler, Router } from "express";
 import { rateLimit } from "express-rate-limit";
 import type pg from "pg";
 import { withStorage } from "../../db/errors.ts";
-import { sendProblem, unauthorized as unauthorizedProblem, validationFailed } from "../../http/problem.ts";
+import { AppError, sendProblem, unauthorized as unauthorizedProblem, validationFailed } from "../../http/problem.ts";
 import { teamNameSchema } from "../../keys/static-keys.ts";
 import { newSession, type OpsAccess, requireOpsSession, setSessionCookie, tokenMatches } from "./access.ts";
 import { readOverview, WINDOWS, type WindowName } from "./queries.ts";
@@ -66,7 +66,20 @@ export function opsPageRouter({ pool, access, stuckAfterMs }: OpsPageOptions): R
 
   router.post(
     "/login",
-    rateLimit({ windowMs: 60_000, limit: 10, standardHeaders: "draft-7", legacyHeaders: false }),
+    rateLimit({
+      windowMs: 60_000,
+      limit: 10,
+      standardHeaders: "draft-7",
+      legacyHeaders: false,
+      // A browser posting the form sees the form again; any other client a problem.
+      handler: (req, res) => {
+        if (req.accepts(["json", "html"]) === "html") {
+          res.status(429).type("html").send(loginPage("Too many sign-in attempts. Wait a minute and try again."));
+          return;
+        }
+        sendProblem(res, new AppError({ code: "too_many_sign_ins", detail: "Wait a minute before signing in again." }));
+      },
+    }),
     express.urlencoded({ extended: false, limit: "2kb" }),
     (req, res) => {
       if (access.token === undefined || !tokenMatches(access, req.body?.token)) {
