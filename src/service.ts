@@ -11,7 +11,7 @@ import { type Config, configWarnings } from "./config.ts";
 import { type Database, openDatabase } from "./db/database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { createLogger } from "./http/logging.ts";
-import { HTTP_SERVER_OPTIONS } from "./http/security.ts";
+import { answerClientErrorsAsProblems, HTTP_SERVER_OPTIONS } from "./http/security.ts";
 import { createLiveHub } from "./live/hub.ts";
 import { createMessageNotifier, type MessageNotifier } from "./live/notifier.ts";
 import { openLiveReads } from "./live/reads.ts";
@@ -154,6 +154,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
 
   const app = createApp({ config, db, betatel, logger, notifier, metrics, inFlightSends, live });
   const server = createServer(HTTP_SERVER_OPTIONS, app);
+  answerClientErrorsAsProblems(server);
   let stopRetention = async () => {};
   let stopVerificationExpiry = async () => {};
   let stopping = false;

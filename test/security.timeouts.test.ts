@@ -45,6 +45,7 @@ describe("HTTP timeouts", () => {
     expect(at - started).toBeGreaterThanOrEqual(headersTimeout - 100);
     expect(at - started).toBeLessThan(headersTimeout + 3_000);
     expect(received()).toMatch(/^HTTP\/1\.1 408/);
+    expect(received()).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/i);
   }, 30_000);
 
   it.concurrent("when a keep-alive connection idles longer than headersTimeout, then its next request is still served", async () => {
@@ -60,4 +61,30 @@ describe("HTTP timeouts", () => {
     expect(received().match(/HTTP\/1\.1 200/g)).toHaveLength(2);
     socket.destroy();
   }, 30_000);
+});
+
+describe("requests Node refuses before the app sees them", () => {
+  /** Sends raw bytes and returns everything the server answered before it closed the connection. */
+  async function exchange(raw: string): Promise<string> {
+    const { socket, received, closed } = await open();
+    socket.write(raw);
+    await Promise.race([closed, new Promise((done) => setTimeout(done, 5_000))]);
+    socket.destroy();
+    return received();
+  }
+  const problemOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+
+  it.concurrent.each([
+    ["headers over Node's limit", `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, 431],
+    ["a request line that is not HTTP", "HELLO THERE\r\n\r\n", 400],
+    ["a header with a bad character", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad\u0001: y\r\n\r\n", 400],
+  ])(
+    "when the request has %s, then its 4xx has a problem+json body and the connection closes",
+    async (_name, raw, status) => {
+      const answer = await exchange(raw);
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/i);
+      expect(problemOf(answer)).toMatchObject({ status, code: "bad_request", title: expect.any(String) });
+    },
+  );
 });

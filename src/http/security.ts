@@ -1,6 +1,8 @@
-import type { ServerOptions } from "node:http";
+import { type Server, type ServerOptions, STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
 import type { RequestHandler } from "express";
 import helmet from "helmet";
+import { AppError, problemBody } from "./problem.ts";
 
 /**
  * Security headers for a JSON API (helmet's defaults: nosniff, frame denial, HSTS, a restrictive CSP,
@@ -19,3 +21,32 @@ export const HTTP_SERVER_OPTIONS: ServerOptions = {
   keepAliveTimeout: 65_000,
   connectionsCheckingInterval: 1_000,
 };
+
+const CLIENT_ERRORS: Record<string, { status: number; detail: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, detail: "The request headers are too large." },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, detail: "The request did not arrive in time." },
+};
+
+/**
+ * Requests Node refuses before the app sees them (headers too large, too slow, unreadable) are answered as
+ * problem+json like every other refusal, not with Node's bare status line.
+ */
+export function answerClientErrorsAsProblems(server: Server): void {
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    // Nothing can be answered on a closed socket, or after a response has begun on it.
+    const responding = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+    if (error.code === "ECONNRESET" || !socket.writable || responding) {
+      socket.destroy();
+      return;
+    }
+    const { status, detail } = CLIENT_ERRORS[error.code ?? ""] ?? {
+      status: 400,
+      detail: "The request could not be read.",
+    };
+    const title = STATUS_CODES[status] ?? "Bad Request";
+    const body = JSON.stringify(problemBody(new AppError({ code: "bad_request", status, title, detail })));
+    socket.end(
+      `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+}
