@@ -107,7 +107,11 @@ export function webhookRouter(deps: WebhookDeps): Router {
           uuid: item.uuid ?? null,
           status: item.status ?? null,
           outcome: "invalid",
-          errors: item.errors.map((error) => ({ ...error, path: `${prefix}.${error.path}` })),
+          // An item that is wrong as a whole ("(body)" on its own) is named by its index alone.
+          errors: item.errors.map((error) => ({
+            ...error,
+            path: error.path === "(body)" ? prefix : `${prefix}.${error.path}`,
+          })),
         };
       });
       deps.onApplied?.(results, settled);
