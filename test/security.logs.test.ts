@@ -135,6 +135,11 @@ describe("logs of a full send + webhook flow", () => {
     const { phones, bodies, watchToken } = await fullFlow(t.app, t.betatel);
     expect(t.logs.lines.length).toBeGreaterThan(5);
     expectNoLeaks(t.logs.text, phones, watchToken);
+    // Each request line names the path the client asked for, the webhook's included.
+    const urls = t.logs.lines.map((line) => JSON.parse(line).req?.url).filter(Boolean);
+    expect(urls).toContain("/webhooks/betatel");
+    expect(urls).not.toContain("/betatel");
+    expect(urls).toContain("/v1/messages");
     for (const body of bodies) {
       expect(body).not.toMatch(LEAK);
       expect(body).not.toContain(OTP_TEXT);

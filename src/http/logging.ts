@@ -89,7 +89,11 @@ export function requestLogger(logger: Logger) {
  * request, and nothing is built unless the line's level is enabled. `req.log` is the app's logger.
  */
 export function lightRequestLogger(logger: Logger) {
-  return (req: IncomingMessage & { id?: unknown; log?: Logger }, res: ServerResponse, next: () => void) => {
+  return (
+    req: IncomingMessage & { id?: unknown; log?: Logger; originalUrl?: string },
+    res: ServerResponse,
+    next: () => void,
+  ) => {
     const start = performance.now();
     const id = requestId(req, res);
     req.id = id;
@@ -102,7 +106,8 @@ export function lightRequestLogger(logger: Logger) {
           req: {
             id,
             method: req.method,
-            url: req.url?.split("?")[0],
+            // Not `req.url`: a router strips its mount path from it (the webhook's line said "/betatel").
+            url: (req.originalUrl ?? req.url)?.split("?")[0],
             headers: { "user-agent": req.headers["user-agent"], "content-type": req.headers["content-type"] },
           },
           res: { statusCode: res.statusCode },
