@@ -4,7 +4,7 @@ import type { Betatel } from "../betatel/client.ts";
 import { BetatelError, type BetatelFailure } from "../betatel/errors.ts";
 import { acceptsWrites, type Database } from "../db/database.ts";
 import { isDatabaseUnavailable, StorageUnavailableError, withStorage } from "../db/errors.ts";
-import { AppError, problemBody, storageUnavailable } from "../http/problem.ts";
+import { AppError, problemBody, STORAGE_RETRY_AFTER_SECONDS } from "../http/problem.ts";
 import type { ProblemCode } from "../http/problems.ts";
 import type { SendGuard } from "../limits/send-guard.ts";
 import { maskPhone } from "../phone/phone.ts";
@@ -173,7 +173,7 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
       // After a timeout, a 5xx, an unreadable 2xx or a cut connection the OTP may have gone out: keep the
       // answer so neither a retry nor a waiting twin can send a second one. Any other failure (Betatel refused
       // the request, or was never reached) sent nothing: free the key for a retry.
-      await (error.mayHaveSent
+      await (problem instanceof OtpMayBeOutError
         ? saveIdempotentAnswer(db, scope, key, toAnswer(problem))
         : releaseIdempotencyKey(db, scope, key)
       ).catch(() => {});
@@ -199,12 +199,11 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
     // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever
     // the database said, for the caller this is the storage failing (never a bare 500 that drops the uuid).
     logger.error({ err: error, uuid: sent.uuid }, "betatel accepted the otp but storing it failed");
-    const { headers } = storageUnavailable();
     throw new OtpMayBeOutError({
       code: "storage_unavailable",
       extra: { uuid: sent.uuid },
       detail: "Betatel accepted the message but it could not be stored; its status cannot be tracked yet.",
-      headers,
+      headers: { "Retry-After": String(STORAGE_RETRY_AFTER_SECONDS) },
     });
   }
 
