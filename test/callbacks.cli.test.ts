@@ -86,6 +86,19 @@ describe("npm run callbacks", () => {
     expect(result.out).toContain(message);
   });
 
+  it.each([
+    [["add", "--team", "bad team!", "--url", "https://example.com/x"]],
+    [["list", "--team", "bad team!"]],
+    [["replay", "--team", "bad team!", "--since", "2026-01-01"]],
+  ])("when the team name in %j is not a team name, then it exits 1 with the rule and adds nothing", async (args) => {
+    const result = await cli(args);
+    expect(result.code).toBe(1);
+    expect(result.out).toContain("--team must be 1 to 64 letters, digits, dots, dashes or underscores");
+    expect(result.out).toContain("Usage: npm run callbacks");
+    const rows = await t.db.pool.query("SELECT id FROM callback_endpoints WHERE team = 'bad team!'");
+    expect(rows.rows).toEqual([]);
+  });
+
   it("when production refuses private targets, then a loopback endpoint is refused at once", async () => {
     const result = await cli(["add", "--team", "growth", "--url", "https://127.0.0.1/x"], {
       DATABASE_URL: t.db.url ?? "",

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/database.ts";
 import { applyMigrations } from "../db/migrate.ts";
+import { teamNameSchema } from "../keys/static-keys.ts";
 import {
   addEndpoint,
   CALLBACK_EVENT_TYPES,
@@ -28,6 +29,13 @@ class UsageError extends Error {}
 function required(value: string | undefined, name: string): string {
   if (!value) throw new UsageError(`--${name} is required`);
   return value;
+}
+
+/** `--team`, by the rule for team names everywhere (API_KEYS, `npm run keys`). */
+function teamOption(value: string | undefined): string {
+  const team = teamNameSchema.safeParse(required(value, "team"));
+  if (!team.success) throw new UsageError(`--team ${team.error.issues[0]?.message}`);
+  return team.data;
 }
 
 function parseEvents(value: string | undefined): CallbackEventType[] {
@@ -59,7 +67,7 @@ async function main(argv: string[]) {
       case "add": {
         const secret = config.CALLBACKS_SECRET;
         if (!secret) throw new UsageError("CALLBACKS_SECRET is unset: set it (as the service has it) to add endpoints");
-        const team = required(values.team, "team");
+        const team = teamOption(values.team);
         const url = checkCallbackUrl(required(values.url, "url"), config.CALLBACKS_ALLOW_PRIVATE).toString();
         const endpoint = await addEndpoint(db.pool, { team, url, events: parseEvents(values.events) });
         console.log(`endpoint ${endpoint.id} for team ${team}: ${url} (${endpoint.events.join(", ")})`);
@@ -68,7 +76,7 @@ async function main(argv: string[]) {
         return;
       }
       case "list": {
-        const endpoints = await listEndpoints(db.pool, values.team);
+        const endpoints = await listEndpoints(db.pool, values.team === undefined ? undefined : teamOption(values.team));
         if (endpoints.length === 0) console.log("no endpoints");
         for (const e of endpoints) {
           const state = e.enabled ? "enabled" : `disabled (${e.disabledReason ?? "no reason"})`;
@@ -90,7 +98,7 @@ async function main(argv: string[]) {
         return;
       }
       case "replay": {
-        const team = required(values.team, "team");
+        const team = teamOption(values.team);
         const since = new Date(required(values.since, "since"));
         if (Number.isNaN(since.getTime())) throw new UsageError("--since must be an ISO 8601 time");
         const count = await replayDeliveries(db.pool, team, since);
