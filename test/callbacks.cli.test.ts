@@ -77,7 +77,7 @@ describe("npm run callbacks", () => {
     [["add", "--team", "growth", "--url", "ftp://example.com/x"], "must be an http(s) URL"],
     [["add", "--team", "growth"], "--url is required"],
     [["add", "--team", "growth", "--url", "https://example.com", "--events", "sms.sent"], "unknown event type"],
-    [["replay", "--team", "growth", "--since", "yesterday"], "--since must be an ISO 8601 time"],
+    [["replay", "--team", "growth", "--since", "yesterday"], "--since must be an ISO 8601 date or date-time"],
     [["enable", "ep_nothing"], "no endpoint ep_nothing"],
     [["launch"], "unknown command launch"],
   ])("when called with %j, then it exits 1 saying %s", async (args, message) => {
@@ -97,6 +97,35 @@ describe("npm run callbacks", () => {
     expect(result.out).toContain("Usage: npm run callbacks");
     const rows = await t.db.pool.query("SELECT id FROM callback_endpoints WHERE team = 'bad team!'");
     expect(rows.rows).toEqual([]);
+  });
+
+  const NOT_ISO = "--since must be an ISO 8601 date or date-time";
+  it.each([
+    { given: "a bare number", since: "1", message: NOT_ISO }, // new Date("1") is 2001-01-01
+    { given: "a time without offset", since: "2026-11-28T10:00:00", message: NOT_ISO }, // whose 10:00?
+    { given: "a day that does not exist", since: "2026-02-30", message: NOT_ISO }, // new Date() makes it March 2
+    {
+      given: "a time tomorrow",
+      since: new Date(Date.now() + 86_400_000).toISOString(),
+      message: "--since must not be in the future",
+    },
+  ])(
+    "when replay gets --since as $given, then it exits 1 saying what --since takes and queues nothing",
+    async (row) => {
+      const result = await cli(["replay", "--team", owner.team, "--since", row.since]);
+      expect(result.code).toBe(1);
+      expect(result.out).toContain(row.message);
+      expect(result.out).not.toContain("queued again");
+    },
+  );
+
+  it("when replay gets a date or a date-time with an offset, then it replays from that instant", async () => {
+    const byDate = await cli(["replay", "--team", owner.team, "--since", "2026-01-02"]);
+    expect(byDate.code).toBe(0);
+    expect(byDate.out).toMatch(/deliveries of team \S+ since 2026-01-02T00:00:00.000Z queued again/);
+    const byOffset = await cli(["replay", "--team", owner.team, "--since", "2026-01-02T10:00:00+02:00"]);
+    expect(byOffset.code).toBe(0);
+    expect(byOffset.out).toMatch(/since 2026-01-02T08:00:00.000Z queued again/);
   });
 
   it("when production refuses private targets, then a loopback endpoint is refused at once", async () => {

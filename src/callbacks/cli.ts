@@ -1,5 +1,6 @@
 // `npm run callbacks -- <command>`: manage a team's status-callback endpoints and replay deliveries.
 import { parseArgs } from "node:util";
+import { z } from "zod";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/database.ts";
 import { applyMigrations } from "../db/migrate.ts";
@@ -21,7 +22,7 @@ const USAGE = `Usage: npm run callbacks -- <command>
                          register an endpoint; prints its signing secret once
   list [--team <team>]   endpoints with their state
   disable <id> | enable <id> | remove <id>
-  replay --team <team> --since <ISO time>
+  replay --team <team> --since <2026-11-28 | 2026-11-28T09:00:00Z>
                          send the team's events since that time again (same webhook-id)`;
 
 class UsageError extends Error {}
@@ -36,6 +37,22 @@ function teamOption(value: string | undefined): string {
   const team = teamNameSchema.safeParse(required(value, "team"));
   if (!team.success) throw new UsageError(`--team ${team.error.issues[0]?.message}`);
   return team.data;
+}
+
+// Strict ISO 8601 only: new Date() reads "1" as 2001 and rolls 2026-02-30 over into March.
+const sinceSchema = z.union([z.iso.datetime({ offset: true }), z.iso.date()]);
+
+/** `--since`: a date (midnight UTC) or a date-time with its offset, not in the future. */
+function sinceOption(value: string | undefined): Date {
+  const parsed = sinceSchema.safeParse(required(value, "since"));
+  if (!parsed.success) {
+    throw new UsageError(
+      "--since must be an ISO 8601 date or date-time with Z or an offset, e.g. 2026-11-28 or 2026-11-28T09:00:00Z",
+    );
+  }
+  const since = new Date(parsed.data);
+  if (since.getTime() > Date.now()) throw new UsageError("--since must not be in the future");
+  return since;
 }
 
 function parseEvents(value: string | undefined): CallbackEventType[] {
@@ -99,8 +116,7 @@ async function main(argv: string[]) {
       }
       case "replay": {
         const team = teamOption(values.team);
-        const since = new Date(required(values.since, "since"));
-        if (Number.isNaN(since.getTime())) throw new UsageError("--since must be an ISO 8601 time");
+        const since = sinceOption(values.since);
         const count = await replayDeliveries(db.pool, team, since);
         console.log(`${count} deliveries of team ${team} since ${since.toISOString()} queued again`);
         return;
