@@ -208,18 +208,42 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-/** Parses the environment once; a wrong value throws one line naming the variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/** `env` read by `schema`; a wrong value throws one line naming the variable. */
+function parseEnv<Schema extends z.ZodType>(schema: Schema, env: NodeJS.ProcessEnv): z.infer<Schema> {
   // `PORT=` (set but empty, common in compose files) means "not set": without this, numbers coerce "" to 0.
   const given = Object.fromEntries(
     Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ""),
   );
-  const parsed = envSchema.safeParse(given);
+  const parsed = schema.safeParse(given);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ConfigError(`Invalid configuration: ${String(issue?.path[0] ?? "environment")}: ${issue?.message}`);
   }
-  const { BETATEL_API_KEY: apiKey, BETATEL_ACCOUNT_ID: accountId, ...rest } = parsed.data;
+  return parsed.data;
+}
+
+function requireInProduction(missing: (string | false)[]): void {
+  const names = missing.filter(Boolean);
+  if (names.length > 0) {
+    throw new ConfigError(`Invalid configuration: ${names.join(", ")}: required when NODE_ENV=production`);
+  }
+}
+
+/** The callbacks' key and target rule, the same in the service and in `npm run callbacks`. */
+function callbackSettings(
+  env: Pick<z.infer<typeof envSchema>, "NODE_ENV" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE">,
+) {
+  const production = env.NODE_ENV === "production";
+  return {
+    CALLBACKS_SECRET: env.CALLBACKS_SECRET ?? (production ? undefined : DEVELOPMENT_CALLBACKS_SECRET),
+    // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.
+    CALLBACKS_ALLOW_PRIVATE: (env.CALLBACKS_ALLOW_PRIVATE ?? (production ? "false" : "true")) === "true",
+  };
+}
+
+/** Parses the environment once; a wrong value throws one line naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const { BETATEL_API_KEY: apiKey, BETATEL_ACCOUNT_ID: accountId, ...rest } = parseEnv(envSchema, env);
   if (Boolean(apiKey) !== Boolean(accountId)) {
     throw new ConfigError(
       `Invalid configuration: ${apiKey ? "BETATEL_ACCOUNT_ID" : "BETATEL_API_KEY"}: set both Betatel credentials or neither`,
@@ -227,7 +251,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const production = rest.NODE_ENV === "production";
   if (production) {
-    const missing = [
+    requireInProduction([
       !apiKey && "BETATEL_API_KEY",
       !accountId && "BETATEL_ACCOUNT_ID",
       rest.API_KEYS.length === 0 && "API_KEYS",
@@ -236,10 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       !rest.WATCH_SECRET && "WATCH_SECRET",
       // Never the embedded database in production: its data would sit in the container's DATA_DIR.
       !rest.DATABASE_URL && "DATABASE_URL",
-    ].filter(Boolean);
-    if (missing.length > 0) {
-      throw new ConfigError(`Invalid configuration: ${missing.join(", ")}: required when NODE_ENV=production`);
-    }
+    ]);
   }
   // A send accepted just before SIGTERM must be able to finish (Betatel, then storing it) within the grace.
   const sendMs = sendDeadlineMs(rest.BETATEL_TIMEOUT_MS);
@@ -252,12 +273,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze({
     ...rest,
     betatel,
-    CALLBACKS_SECRET: rest.CALLBACKS_SECRET ?? (production ? undefined : DEVELOPMENT_CALLBACKS_SECRET),
+    ...callbackSettings(rest),
     VERIFY_SECRET: rest.VERIFY_SECRET ?? DEVELOPMENT_VERIFY_SECRET,
     WATCH_SECRET: rest.WATCH_SECRET ?? DEVELOPMENT_WATCH_SECRET,
-    // Callback URLs on loopback or private addresses (and plain http): allowed outside production by default.
-    CALLBACKS_ALLOW_PRIVATE: (rest.CALLBACKS_ALLOW_PRIVATE ?? (production ? "false" : "true")) === "true",
   });
+}
+
+/** What the command-line tools (`npm run migrate`, `keys`, `callbacks`) use: the database and the callbacks' key. */
+export type ToolConfig = Pick<
+  Config,
+  "NODE_ENV" | "DATABASE_URL" | "DATA_DIR" | "CALLBACKS_SECRET" | "CALLBACKS_ALLOW_PRIVATE"
+>;
+
+const toolEnvSchema = envSchema.pick({
+  NODE_ENV: true,
+  DATABASE_URL: true,
+  DATA_DIR: true,
+  CALLBACKS_SECRET: true,
+  CALLBACKS_ALLOW_PRIVATE: true,
+});
+
+/**
+ * The tools' configuration: the same variables and rules as the service's, but only those they use, so a
+ * production shell without the provider's credentials or the service's secrets can still manage the database.
+ */
+export function loadToolConfig(env: NodeJS.ProcessEnv = process.env): ToolConfig {
+  const parsed = parseEnv(toolEnvSchema, env);
+  // As for the service: an embedded database in production would be one no instance reads.
+  if (parsed.NODE_ENV === "production") requireInProduction([!parsed.DATABASE_URL && "DATABASE_URL"]);
+  return Object.freeze({ ...parsed, ...callbackSettings(parsed) });
 }
 
 /** What an operator should hear at start about a configuration that runs but is weaker than it should be. */

@@ -137,6 +137,23 @@ describe("npm run callbacks", () => {
     expect(result.out).toContain("refused: the URL address 127.0.0.1 is not public");
   });
 
+  it("when NODE_ENV=production has no Betatel credentials, then endpoints are still added and listed", async () => {
+    // What the service alone needs (Betatel, API_KEYS, WEBHOOK_SECRET, ...) is not set: the CLI does not use it.
+    const production = { NODE_ENV: "production", DATABASE_URL: t.db.url ?? "", CALLBACKS_ALLOW_PRIVATE: "true" };
+    const team = aTeam().team;
+    const added = await cli(["add", "--team", team, "--url", receiver.url], {
+      ...production,
+      CALLBACKS_SECRET: "a-callbacks-secret-of-at-least-32-chars",
+    });
+    expect(added.code).toBe(0);
+    expect(added.out).toMatch(/^whsec_\S+$/m);
+    const { rows } = await t.db.pool.query("SELECT url FROM callback_endpoints WHERE team = $1", [team]);
+    expect(rows).toEqual([{ url: receiver.url }]);
+    const listed = await cli(["list", "--team", team], production); // no CALLBACKS_SECRET: listing needs none
+    expect(listed.code).toBe(0);
+    expect(listed.out).toContain(`team=${team}  ${receiver.url}`);
+  });
+
   it("when the service runs on the embedded database, then the CLI refuses to open it beside the service", async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), "otp-cli-"));
     // The embedded start (PGlite, migrations) is the slowest there is: give it time on a loaded CI machine.

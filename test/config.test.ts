@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { describe, expect, inject, it } from "vitest";
-import { ConfigError, configWarnings, DEVELOPMENT_WATCH_SECRET, loadConfig } from "../src/config.ts";
+import { ConfigError, configWarnings, DEVELOPMENT_WATCH_SECRET, loadConfig, loadToolConfig } from "../src/config.ts";
 import { spawnServer } from "./support/spawn-server.ts";
 import { embedded } from "./support/test-database.ts";
 
@@ -208,6 +208,40 @@ describe("loadConfig", () => {
   it("when a secret is wrong, then the message does not repeat its value", () => {
     expect(configError({ WEBHOOK_SIGNING_SECRET: "hunter2-signing" })).not.toContain("hunter2");
     expect(configError({ WATCH_SECRET: "hunter2-watch" })).not.toContain("hunter2");
+  });
+});
+
+describe("loadToolConfig (npm run migrate, keys, callbacks)", () => {
+  const CALLBACKS_SECRET = "a-callbacks-secret-of-at-least-32-chars";
+
+  it("when production has only DATABASE_URL, then the tools load without Betatel or the service's secrets", () => {
+    const config = loadToolConfig({ NODE_ENV: "production", DATABASE_URL: "postgresql://db.internal/otp" });
+    expect(config).toMatchObject({ NODE_ENV: "production", DATABASE_URL: "postgresql://db.internal/otp" });
+    // Production defaults, as the service has them: callbacks off without the secret, no private targets.
+    expect(config.CALLBACKS_SECRET).toBeUndefined();
+    expect(config.CALLBACKS_ALLOW_PRIVATE).toBe(false);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("when the service's own settings are wrong, then a tool that does not use them still loads", () => {
+    expect(loadToolConfig({ PORT: "abc", BETATEL_API_KEY: "key" }).DATABASE_URL).toBeUndefined();
+  });
+
+  it("when CALLBACKS_SECRET and CALLBACKS_ALLOW_PRIVATE are set, then the tools read them as the service does", () => {
+    const env = { ...PRODUCTION, CALLBACKS_SECRET, CALLBACKS_ALLOW_PRIVATE: "true" };
+    const { CALLBACKS_SECRET: secret, CALLBACKS_ALLOW_PRIVATE: allowPrivate } = loadConfig(env);
+    expect(loadToolConfig(env)).toMatchObject({ CALLBACKS_SECRET: secret, CALLBACKS_ALLOW_PRIVATE: allowPrivate });
+    expect(loadToolConfig({}).CALLBACKS_SECRET).toBe(loadConfig({}).CALLBACKS_SECRET);
+  });
+
+  it.each([
+    { env: { NODE_ENV: "production" }, message: "DATABASE_URL: required when NODE_ENV=production" },
+    { env: { DATABASE_URL: "mysql://localhost/db" }, message: "DATABASE_URL: must be a postgres:// URL" },
+    { env: { CALLBACKS_SECRET: "short" }, message: "CALLBACKS_SECRET: must be at least 32 characters" },
+  ])("when $env, then the tools refuse with one line: $message", ({ env, message }) => {
+    const load = () => loadToolConfig(env);
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(`Invalid configuration: ${message}`);
   });
 });
 

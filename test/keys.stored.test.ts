@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import request from "supertest";
@@ -25,12 +27,12 @@ afterAll(async () => {
   await scratch?.drop();
 });
 
-/** `npm run keys -- ...` as an operator runs it (the same command, without npm's banner). */
-async function keys(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** `npm run keys -- ...` as an operator runs it (the same command, without npm's banner), in `env`. */
+async function keysIn(env: Record<string, string>, args: string[]) {
   try {
     const { stdout, stderr } = await execFileAsync(process.execPath, ["--import", "tsx", "src/keys/cli.ts", ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? "", DATABASE_URL: scratch.url },
+      env: { PATH: process.env.PATH ?? "", ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -38,6 +40,8 @@ async function keys(...args: string[]): Promise<{ code: number; stdout: string; 
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
   }
 }
+
+const keys = (...args: string[]) => keysIn({ DATABASE_URL: scratch.url }, args);
 
 const read = (app: TestApp, key: string) => request(app.app).get("/v1/messages").set("x-api-key", key);
 
@@ -116,6 +120,29 @@ describe("npm run keys", () => {
     expect((await keys("revoke", "999")).stderr).toContain("no active key with id 999");
     expect((await keys("rotate")).stderr).toContain("usage: npm run keys");
     expect(await scratch.query("SELECT id FROM api_keys")).toHaveLength(1);
+  });
+});
+
+describe("npm run keys in production", () => {
+  it("when NODE_ENV=production has no Betatel credentials, then a key is still created", async () => {
+    const production = { NODE_ENV: "production", DATABASE_URL: scratch.url };
+    const created = await keysIn(production, ["create", "--team", "prod", "--name", "deploy"]);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/created key \d+ for team prod \(deploy\)/);
+    expect(await scratch.query("SELECT name FROM api_keys WHERE team = 'prod'")).toEqual([{ name: "deploy" }]);
+  });
+
+  it("when NODE_ENV=production has no DATABASE_URL, then it refuses rather than store the key in an embedded database", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "otp-keys-"));
+    try {
+      const production = { NODE_ENV: "production", DATA_DIR: dataDir };
+      const refused = await keysIn(production, ["create", "--team", "t", "--name", "n"]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("Invalid configuration: DATABASE_URL: required when NODE_ENV=production");
+      expect(await readdir(dataDir)).toEqual([]); // no database was made where no instance reads it
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

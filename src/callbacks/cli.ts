@@ -1,7 +1,7 @@
 // `npm run callbacks -- <command>`: manage a team's status-callback endpoints and replay deliveries.
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { loadConfig } from "../config.ts";
+import { loadToolConfig } from "../config.ts";
 import { openDatabase } from "../db/database.ts";
 import { applyMigrations } from "../db/migrate.ts";
 import { teamNameSchema } from "../keys/static-keys.ts";
@@ -76,7 +76,7 @@ async function main(argv: string[]) {
   });
   const [command, id] = positionals;
   if (!command) throw new UsageError("a command is required");
-  const config = loadConfig();
+  const config = loadToolConfig();
   const db = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: 1 });
   try {
     await applyMigrations(db.pool);

@@ -1,9 +1,9 @@
 // `npm run migrate`: apply pending migrations to DATABASE_URL (or the embedded database) and exit.
-import { loadConfig } from "../config.ts";
+import { loadToolConfig } from "../config.ts";
 import { openDatabase } from "./database.ts";
 import { applyMigrations } from "./migrate.ts";
 
-const config = loadConfig();
+const config = loadToolConfig();
 const db = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: 1 });
 try {
   const applied = await applyMigrations(db.pool);

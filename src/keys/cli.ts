@@ -1,7 +1,7 @@
 // `npm run keys -- create --team growth --name signup | list | revoke <id>`: manage the stored API keys.
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { loadConfig } from "../config.ts";
+import { loadToolConfig } from "../config.ts";
 import { type Database, openDatabase } from "../db/database.ts";
 import { applyMigrations } from "../db/migrate.ts";
 import { createStoredKey, listStoredKeys, revokeStoredKey } from "./repository.ts";
@@ -69,7 +69,7 @@ function table(rows: string[][]): string {
 }
 
 async function main(): Promise<number> {
-  const config = loadConfig({ ...process.env, NODE_ENV: "development" });
+  const config = loadToolConfig();
   const db = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: 1 });
   try {
     await applyMigrations(db.pool);
