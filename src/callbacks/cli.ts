@@ -1,9 +1,10 @@
 // `npm run callbacks -- <command>`: manage a team's status-callback endpoints and replay deliveries.
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { loadToolConfig } from "../config.ts";
+import { ConfigError, loadToolConfig } from "../config.ts";
 import { openDatabase } from "../db/database.ts";
 import { applyMigrations } from "../db/migrate.ts";
+import { toolFailureMessage } from "../db/tool-failure.ts";
 import { teamNameSchema } from "../keys/static-keys.ts";
 import {
   addEndpoint,
@@ -134,6 +135,6 @@ try {
 } catch (error) {
   if (error instanceof CallbackTargetRefused) console.error(`refused: the URL ${error.message}`);
   else if (error instanceof UsageError || error instanceof TypeError) console.error(`${error.message}\n\n${USAGE}`);
-  else console.error(error);
+  else console.error(toolFailureMessage(error, [ConfigError]));
   process.exitCode = 1;
 }

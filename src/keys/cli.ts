@@ -1,9 +1,10 @@
 // `npm run keys -- create --team growth --name signup | list | revoke <id>`: manage the stored API keys.
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { loadToolConfig } from "../config.ts";
+import { ConfigError, loadToolConfig } from "../config.ts";
 import { type Database, openDatabase } from "../db/database.ts";
 import { applyMigrations } from "../db/migrate.ts";
+import { toolFailureMessage } from "../db/tool-failure.ts";
 import { createStoredKey, listStoredKeys, revokeStoredKey } from "./repository.ts";
 import { teamNameSchema } from "./static-keys.ts";
 
@@ -84,4 +85,9 @@ async function main(): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) process.exitCode = await main();
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main().catch((error: unknown) => {
+    console.error(toolFailureMessage(error, [ConfigError]));
+    return 1;
+  });
+}
