@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { loadEnvFile } from "./env-file.ts";
 import { parseApiKeys } from "./keys/static-keys.ts";
 import { parseAllowedCountries, parseRecipientLimits } from "./limits/limits-config.ts";
 import { sendDeadlineMs } from "./messages/deadlines.ts";
@@ -296,9 +297,11 @@ const toolEnvSchema = envSchema.pick({
 /**
  * The tools' configuration: the same variables and rules as the service's, but only those they use, so a
  * production shell without the provider's credentials or the service's secrets can still manage the database.
+ * Without `env`, the process's environment over the working directory's `.env`, as the server reads them.
  */
-export function loadToolConfig(env: NodeJS.ProcessEnv = process.env): ToolConfig {
-  const parsed = parseEnv(toolEnvSchema, env);
+export function loadToolConfig(env?: NodeJS.ProcessEnv): ToolConfig {
+  if (!env) loadEnvFile();
+  const parsed = parseEnv(toolEnvSchema, env ?? process.env);
   // As for the service: an embedded database in production would be one no instance reads.
   if (parsed.NODE_ENV === "production") requireInProduction([!parsed.DATABASE_URL && "DATABASE_URL"]);
   return Object.freeze({ ...parsed, ...callbackSettings(parsed) });

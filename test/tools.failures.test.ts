@@ -1,5 +1,8 @@
 import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { aFreePort } from "./support/free-port.ts";
@@ -7,6 +10,7 @@ import { embedded } from "./support/test-database.ts";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "..");
+const TSX = pathToFileURL(path.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href;
 
 /** The three command-line tools, each with a command that opens the database. */
 const TOOLS = [
@@ -15,11 +19,12 @@ const TOOLS = [
   { tool: "npm run callbacks", args: ["src/callbacks/cli.ts", "list"] },
 ];
 
-/** A tool run as an operator runs it, with only `env` set. */
-async function runTool(args: string[], env: Record<string, string>) {
+/** A tool run as an operator runs it, with only `env` set, from `cwd` (the checkout by default). */
+async function runTool(args: string[], env: Record<string, string>, cwd = ROOT) {
+  const [script = "", ...rest] = args;
   try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", ...args], {
-      cwd: ROOT,
+    const { stdout, stderr } = await run(process.execPath, ["--import", TSX, path.join(ROOT, script), ...rest], {
+      cwd,
       env: { PATH: process.env.PATH ?? "", ...env },
     });
     return { code: 0, stdout, stderr };
@@ -43,6 +48,17 @@ describe.each(TOOLS)("$tool", ({ args }) => {
       stdout: "",
       stderr: `cannot reach the database at 127.0.0.1:${closedPort} (ECONNREFUSED)\n`,
     });
+  });
+
+  it("when DATABASE_URL is only in the working directory's .env, then it uses it, as the service does", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "otp-tool-env-"));
+    try {
+      await writeFile(path.join(dir, ".env"), `DATABASE_URL=postgresql://otp:pw@127.0.0.1:${closedPort}/otp\n`);
+      const result = await runTool(args, {}, dir);
+      expect(result.stderr).toBe(`cannot reach the database at 127.0.0.1:${closedPort} (ECONNREFUSED)\n`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("when the configuration is wrong, then it exits 1 with the configuration's one line, even with LOG_LEVEL=debug", async () => {
