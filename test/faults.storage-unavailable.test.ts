@@ -180,3 +180,55 @@ describe.skipIf(embedded)("when another session holds an exclusive lock on the m
     }
   });
 });
+
+describe.skipIf(embedded)("when the message table is locked while an OTP Betatel accepted is being stored", () => {
+  it("then 503 with the uuid (replayed for its Idempotency-Key), the process keeps serving, and the OTP is not sent twice", async () => {
+    const db = await openDatabase({ url: scratch.url, dataDir: "", poolSize: 3, queryTimeoutMs: 1_000 });
+    const t = await startTestAppOn(db);
+    const locker = new pg.Client({ connectionString: scratch.url });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+      const body = { to: aPhoneNumber(), text: "Your code is 246801" };
+      const key = `stuck-store-${aUuid()}`;
+      const send = () => request(t.app).post("/v1/messages").set("Idempotency-Key", key).send(body);
+      const first = await send();
+      expect(first.status).toBe(503);
+      expect(first.body).toMatchObject({ code: "storage_unavailable", uuid: expect.any(String) });
+      expect(t.betatel.requests).toHaveLength(1);
+      await locker.query("ROLLBACK");
+      const again = await send();
+      expect(again.status).toBe(503);
+      expect(again.body.uuid).toBe(first.body.uuid);
+      expect(t.betatel.requests).toHaveLength(1);
+      expect((await request(t.app).get(`/v1/messages/${stored}`)).status).toBe(200);
+    } finally {
+      await locker.end();
+      await t.close();
+    }
+  }, 30_000);
+});
+
+describe.skipIf(embedded)("when a table a transaction needs is locked", () => {
+  it("then the request answers 503 within the query timeout, not after a ROLLBACK queued behind the stuck statement", async () => {
+    const queryTimeoutMs = 2_000;
+    const db = await openDatabase({ url: scratch.url, dataDir: "", poolSize: 3, queryTimeoutMs });
+    const t = await startTestAppOn(db);
+    const locker = new pg.Client({ connectionString: scratch.url });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE verifications IN ACCESS EXCLUSIVE MODE");
+      const started = Date.now();
+      const res = await request(t.app).post("/v1/verifications").send({ to: aPhoneNumber() }).timeout(10_000);
+      expectStorageUnavailable(res, "POST /v1/verifications");
+      expect(Date.now() - started).toBeLessThan(queryTimeoutMs + 1_000);
+      expect(t.betatel.requests).toHaveLength(0);
+    } finally {
+      await locker.query("ROLLBACK");
+      await locker.end();
+      await t.close();
+    }
+  });
+});

@@ -182,6 +182,19 @@ describe("teams: every read is limited to the caller's team", () => {
     expect(t.logs.text).toContain("betatel answered a uuid that another message already has");
   });
 
+  it("when Betatel answers a later send to the same number with the uuid of the earlier one, then 502, not the earlier message", async () => {
+    const to = aPhoneNumber();
+    const first = await send(GROWTH, { to, text: "Your code is 555111" }).expect(201);
+
+    t.betatel.reply({ status: 200, body: { uuid: first.body.uuid } });
+    const later = await send(GROWTH, { to, text: "Your code is 555222", reference: "later-send" });
+
+    expect(later.status).toBe(502);
+    expect(later.body.code).toBe("provider_unavailable");
+    const listed = await request(t.app).get("/v1/messages?reference=later-send").set(as(GROWTH)).expect(200);
+    expect(listed.body.items).toEqual([]);
+  });
+
   it("when Betatel answers a send of the same team with a uuid already used for another number, then 502 too", async () => {
     const first = await send(GROWTH, { to: aPhoneNumber(), text: "Your code is 535353" }).expect(201);
 

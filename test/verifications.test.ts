@@ -118,6 +118,7 @@ describe("POST /v1/verifications", () => {
 
     expect(failed.body).toMatchObject({ code: "provider_unavailable", id: expect.stringMatching(/^ver_/) });
     expect(replayed.body).toEqual(failed.body);
+    expect(replayed.headers["content-type"]).toMatch(/^application\/problem\+json/);
     expect(codesSentTo(t.betatel, to)).toHaveLength(1);
     // The person may have the code: it still approves the verification.
     const code = lastCodeSentTo(t.betatel, to);

@@ -1,8 +1,9 @@
 import { createHmac } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Response } from "express";
 import type { Database } from "../db/database.ts";
 import type { Prisma } from "../generated/prisma/client.ts";
-import { AppError } from "../http/problem.ts";
+import { AppError, STORAGE_RETRY_AFTER_SECONDS } from "../http/problem.ts";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -30,6 +31,12 @@ function canonicalJson(body: unknown): string {
  */
 export function requestFingerprint(body: unknown, apiKey: string): string {
   return createHmac("sha256", `idempotency:${apiKey}`).update(canonicalJson(body)).digest("hex");
+}
+
+/** A stored failure answered as it was first: problem+json, with the Retry-After of a 503. */
+export function replayProblem(res: Response, answer: StoredAnswer): void {
+  if (answer.status === 503) res.set("Retry-After", String(STORAGE_RETRY_AFTER_SECONDS));
+  res.status(answer.status).type("application/problem+json").json(answer.body);
 }
 
 export type Claim = { kind: "claimed" } | { kind: "replay"; answer: StoredAnswer };

@@ -1,5 +1,5 @@
-import { type Database, POOL_CONNECTION_TIMEOUT_MS } from "../db/database.ts";
-import type { RunSql } from "../db/sql.ts";
+import type { Database } from "../db/database.ts";
+import { inTransaction } from "../db/sql.ts";
 import type { Message, MessageEvent } from "../generated/prisma/client.ts";
 import { lockMessageUuid, recordPendingEvent, settleBuffered } from "../tracking/apply.ts";
 import type { EventView, MessageSummary, MessageView } from "./schemas.ts";
@@ -26,18 +26,8 @@ export interface NewMessage {
 }
 
 /**
- * Prisma's transaction limits for a write that must end within `withinMs`: the wait for a pooled connection
- * (never more than the pool's own wait) and the whole transaction (Prisma's default 2 s wait would give up
- * on a busy pool that the pool itself would still serve).
- */
-function transactionLimits(withinMs: number) {
-  const maxWait = Math.max(Math.min(POOL_CONNECTION_TIMEOUT_MS, withinMs / 2), 500);
-  return { maxWait, timeout: Math.max(withinMs - maxWait, 1_000) };
-}
-
-/**
- * Betatel answered a send with a uuid that another message already has (another team's, another number's):
- * that row is not this send's and must not be shown as its answer.
+ * Betatel answered a send with a uuid that another message already has (another team's, another number's, or
+ * an earlier send's): that row is not this send's and must not be shown as its answer.
  */
 export class MessageUuidTakenError extends Error {
   constructor(readonly uuid: string) {
@@ -46,53 +36,85 @@ export class MessageUuidTakenError extends Error {
   }
 }
 
-const isSameSend = (stored: Message, message: NewMessage) =>
+/** The stored row is this send's own (a retry whose first try committed): same owner, same number, stored after we asked Betatel. */
+const isSameSend = (stored: StoredMessage, message: NewMessage) =>
   stored.team === message.team &&
   stored.to === message.to &&
-  (stored.verificationId ?? null) === (message.verificationId ?? null);
+  stored.verificationId === (message.verificationId ?? null) &&
+  (message.requestedAt === undefined || stored.createdAt >= message.requestedAt);
+
+const messageColumns = (from: string) =>
+  `${from}uuid, ${from}"to", ${from}status, ${from}text_length AS "textLength", ${from}created_at AS "createdAt",
+    ${from}updated_at AS "updatedAt", ${from}sent_at AS "sentAt", ${from}delivered_at AS "deliveredAt",
+    ${from}read_at AS "readAt", ${from}failed_at AS "failedAt", ${from}expired_at AS "expiredAt",
+    ${from}error_code AS "errorCode", ${from}error_message AS "errorMessage", ${from}wam_id AS "wamId",
+    ${from}team, ${from}reference, ${from}metadata, ${from}verification_id AS "verificationId"`;
+
+type StoredMessage = SummaryRow & { team: string };
+
+const INSERT_MESSAGE = `INSERT INTO messages (uuid, "to", text_length, created_at, updated_at, team, reference, metadata,
+    verification_id)
+  VALUES ($1, $2, $3, $4, $4, $5, $6, $7::jsonb, $8)
+  ON CONFLICT (uuid) DO NOTHING
+  RETURNING ${messageColumns("")}`;
+const SELECT_STORED_MESSAGE = `SELECT ${messageColumns("")} FROM messages WHERE uuid = $1`;
 
 /**
  * Stores a message Betatel accepted, with its PENDING event, and applies any statuses that arrived before
- * it (buffered), all in one transaction. Returns the created row. If the uuid is already stored for the same
- * send (a retry whose first try committed), returns that row unchanged; if it is stored for another message,
- * throws `MessageUuidTakenError`. Adoption (`source: "reconcile"`) takes whichever row is there.
+ * it (buffered), all in one transaction whose statements each end within `withinMs`. Returns the created row.
+ * If the uuid is already stored for the same send (a retry whose first try committed), returns that row
+ * unchanged; if it is stored for another message, throws `MessageUuidTakenError`. Adoption
+ * (`source: "reconcile"`) takes whichever row is there.
  */
-export async function createMessage(db: Database, message: NewMessage, withinMs = 15_000): Promise<MessageSummary> {
-  const row = await db.prisma.$transaction(async (tx) => {
-    const sql: RunSql = (text, values = []) => tx.$queryRawUnsafe(text, ...values);
-    // The uuid's lock first, before any insert: a webhook batch that holds it may be inserting this uuid's
-    // events, and waiting for the lock while holding our own inserts would be a deadlock.
-    await lockMessageUuid(sql, message.uuid);
-    const { requestedAt, source = "api", ...row } = message;
-    const created = await tx.message.createManyAndReturn({ data: [row], skipDuplicates: true });
-    const first = created[0];
-    if (!first) {
-      const stored = await tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } });
-      if (source === "api" && !isSameSend(stored, message)) throw new MessageUuidTakenError(message.uuid);
-      return stored;
-    }
-    // A webhook PENDING may have arrived first and be buffered: it is this very event, so it becomes applied.
-    // It occurred when we asked Betatel (a SENT reported before our insert must not sort before it).
-    await recordPendingEvent(sql, {
-      uuid: message.uuid,
-      occurredAt: requestedAt && requestedAt < first.createdAt ? requestedAt : first.createdAt,
-      receivedAt: source === "api" ? first.createdAt : new Date(),
-      source,
-    });
-    const settled = await settleBuffered(sql, message.uuid);
-    return settled.size > 0 ? tx.message.findUniqueOrThrow({ where: { uuid: message.uuid } }) : first;
-  }, transactionLimits(withinMs));
+export async function createMessage(
+  db: Pick<Database, "pool">,
+  message: NewMessage,
+  withinMs?: number,
+): Promise<MessageSummary> {
+  const { uuid, source = "api", requestedAt } = message;
+  const createdAt = message.createdAt ?? new Date();
+  const row = await inTransaction(
+    db.pool,
+    async (sql) => {
+      // The uuid's lock first, before any insert: a webhook batch that holds it may be inserting this uuid's
+      // events, and waiting for the lock while holding our own inserts would be a deadlock.
+      await lockMessageUuid(sql, uuid);
+      const [created] = await sql<StoredMessage>(INSERT_MESSAGE, [
+        uuid,
+        message.to,
+        message.textLength,
+        createdAt,
+        message.team,
+        message.reference ?? null,
+        message.metadata === undefined ? null : JSON.stringify(message.metadata),
+        message.verificationId ?? null,
+      ]);
+      const stored = async () => (await sql<StoredMessage>(SELECT_STORED_MESSAGE, [uuid]))[0] as StoredMessage;
+      if (!created) {
+        const existing = await stored();
+        if (source === "api" && !isSameSend(existing, message)) throw new MessageUuidTakenError(uuid);
+        return existing;
+      }
+      // A webhook PENDING may have arrived first and be buffered: it is this very event, so it becomes applied.
+      // It occurred when we asked Betatel (a SENT reported before our insert must not sort before it).
+      await recordPendingEvent(sql, {
+        uuid,
+        occurredAt: requestedAt && requestedAt < created.createdAt ? requestedAt : created.createdAt,
+        receivedAt: source === "api" ? created.createdAt : new Date(),
+        source,
+      });
+      const settled = await settleBuffered(sql, uuid);
+      return settled.size > 0 ? stored() : created;
+    },
+    withinMs === undefined ? undefined : Math.max(withinMs, 1_000),
+  );
   return toSummary(row);
 }
 
 // One statement, so one snapshot: the status always comes with its event (two reads could see a status whose
 // event is not committed yet). Raw and prepared: this is the polled read path, and Prisma's query compiler was a
 // third of its CPU (docs/performance.md). The message, its events oldest first.
-export const FIND_MESSAGE = `SELECT m.uuid, m."to", m.status, m.text_length AS "textLength", m.created_at AS "createdAt",
-    m.updated_at AS "updatedAt", m.sent_at AS "sentAt", m.delivered_at AS "deliveredAt", m.read_at AS "readAt",
-    m.failed_at AS "failedAt", m.expired_at AS "expiredAt", m.error_code AS "errorCode",
-    m.error_message AS "errorMessage", m.wam_id AS "wamId", m.reference, m.metadata,
-    m.verification_id AS "verificationId", e.status AS "eventStatus", e.outcome,
+export const FIND_MESSAGE = `SELECT ${messageColumns("m.")}, e.status AS "eventStatus", e.outcome,
     e.occurred_at AS "occurredAt", e.received_at AS "receivedAt", e.source
   FROM messages m LEFT JOIN message_events e ON e.uuid = m.uuid
   WHERE m.uuid = $1 AND ($2::text IS NULL OR m.team = $2)

@@ -3,6 +3,7 @@ import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
 import { notFound } from "../http/problem.ts";
 import { jsonBody, parseOrThrow } from "../http/validate.ts";
+import { replayProblem } from "./idempotency.ts";
 import { findMessage } from "./repository.ts";
 import { idempotencyKeySchema, messageUuidSchema, sendMessageBodySchema } from "./schemas.ts";
 import { type SendDeps, sendMessage } from "./send.ts";
@@ -30,10 +31,8 @@ export function messagesRouter(deps: MessagesRouterDeps): Router {
       apiKey: res.locals.apiKey,
       team: res.locals.team,
     });
-    if (answer.status >= 400) {
-      res.status(answer.status).type("application/problem+json").json(answer.body);
-      return;
-    }
+    // A failure here is a replay (a fresh one is thrown): answered as it was the first time.
+    if (answer.status >= 400) return replayProblem(res, answer);
     const { uuid } = answer.body as { uuid: string };
     // Not part of the stored answer: a replay gets a fresh token too.
     res

@@ -199,12 +199,15 @@ async function send(deps: SendDeps, request: SendRequest, entry: SendInFlight): 
     // Betatel accepted the OTP but we could not record it: say so, with the uuid, so nothing is lost. Whatever
     // the database said, for the caller this is the storage failing (never a bare 500 that drops the uuid).
     logger.error({ err: error, uuid: sent.uuid }, "betatel accepted the otp but storing it failed");
-    throw new OtpMayBeOutError({
+    const problem = new OtpMayBeOutError({
       code: "storage_unavailable",
       extra: { uuid: sent.uuid },
       detail: "Betatel accepted the message but it could not be stored; its status cannot be tracked yet.",
       headers: { "Retry-After": String(STORAGE_RETRY_AFTER_SECONDS) },
     });
+    // The OTP is out: a retry with the key gets this answer (and the uuid) again, never a second OTP.
+    if (key) await saveIdempotentAnswer(db, scope, key, toAnswer(problem)).catch(() => {});
+    throw problem;
   }
 
   const answer: StoredAnswer = {

@@ -5,6 +5,7 @@ import { jsonBody, parseOrThrow } from "../http/validate.ts";
 import {
   claimIdempotencyKey,
   releaseIdempotencyKey,
+  replayProblem,
   requestFingerprint,
   saveIdempotentAnswer,
 } from "../messages/idempotency.ts";
@@ -46,6 +47,7 @@ export function verificationsRouter(deps: VerificationDeps): Router {
       );
       if (claim.kind === "replay") {
         const { status, body: stored } = claim.answer;
+        if (status >= 400) return replayProblem(res, claim.answer);
         if (status === 201) res.location(`/v1/verifications/${(stored as { id: string }).id}`);
         res.status(status).json(stored);
         return;
