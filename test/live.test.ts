@@ -276,6 +276,9 @@ describe("GET /v1/messages/:uuid?waitFor=...&timeout=...", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^application\/json/);
     expect(Date.now() - started).toBeLessThan(3000);
+    // Its parameters are checked as for GET.
+    const bad = await fetch(`${here.url}/v1/messages/${uuid}?waitFor=bogus`, { method: "HEAD" });
+    expect(bad.status).toBe(400);
   });
 
   it("when the uuid is unknown, then it answers 404", async () => {

@@ -111,14 +111,15 @@ function comeBackLater(res: Response, error: AppError) {
  */
 export function longPoll(deps: LiveDeps): RequestHandler {
   return async (req, res, next) => {
-    // HEAD asks for the headers only: the plain read's, at once, rather than after a wait.
-    if (req.method === "HEAD" || (req.query.waitFor === undefined && req.query.timeout === undefined)) return next();
+    if (req.query.waitFor === undefined && req.query.timeout === undefined) return next();
     const uuid = parseOrThrow(messageUuidSchema, req.params.uuid, "uuid");
     const query = parseOrThrow(
       longPollQuerySchema,
       { waitFor: req.query.waitFor, timeout: req.query.timeout },
       "query",
     );
+    // HEAD asks for the headers only: the plain read's, at once, rather than after a wait.
+    if (req.method === "HEAD") return next();
     let timer: NodeJS.Timeout | undefined;
     let answered = false;
     const watch = await deps.hub.watch(uuid, teamOf(res), callerOf(res), {
