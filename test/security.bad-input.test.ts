@@ -50,11 +50,13 @@ async function expectDatabaseUntouched() {
   expect(t.betatel.requests).toHaveLength(0);
 }
 
+// The bytes as given: superagent would serialise a Buffer under a JSON content type as {"type":"Buffer",...}.
 const postRaw = (path: string, body: string | Buffer, headers: Record<string, string> = {}) =>
   request(server)
     .post(path)
     .set({ "content-type": "application/json", ...headers })
-    .send(body);
+    .serialize((bytes: string | Buffer) => bytes as string)
+    .send(body as string);
 
 const sendRaw = (body: string | Buffer, headers: Record<string, string> = {}) =>
   postRaw("/v1/messages", body, { "x-api-key": API_KEY, ...headers });
@@ -155,6 +157,18 @@ describe("POST /v1/messages with bad input", () => {
     ["a body over 64 kB", JSON.stringify({ to: phone, text: "x".repeat(70_000) })],
     ["a body of 2 MB", JSON.stringify({ to: phone, text: "x", pad: "y".repeat(2_000_000) })],
     ["invalid UTF-8", Buffer.from([0x7b, 0x22, 0x74, 0x6f, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d])],
+    [
+      "invalid UTF-8 in an otherwise valid text",
+      Buffer.concat([Buffer.from(`{"to": "${phone}", "text": "code `), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]),
+    ],
+    [
+      "a lone surrogate encoded as bytes (CESU-8) in metadata",
+      Buffer.concat([
+        Buffer.from(`{"to": "${phone}", "text": "x", "metadata": {"flow": "`),
+        Buffer.from([0xed, 0xa0, 0x80]),
+        Buffer.from('"}}'),
+      ]),
+    ],
   ])("when the body is %s, then 4xx problem+json and nothing is stored or sent", async (name, body) => {
     expectRejected(await sendRaw(body), endpoint, name);
   });
@@ -311,6 +325,14 @@ describe("POST /webhooks/betatel with bad input", () => {
     ["a body over 1 MiB", JSON.stringify({ uuid, status: "SENT", pad: "x".repeat(1_100_000) })],
     ["1001 items", JSON.stringify(Array.from({ length: 1001 }, () => ({ uuid, status: "BOGUS" })))],
     ["invalid UTF-8", Buffer.from([0x7b, 0x22, 0x75, 0x75, 0x69, 0x64, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d])],
+    [
+      "invalid UTF-8 in an extra field of a valid status",
+      Buffer.concat([
+        Buffer.from(`{"uuid": "${uuid}", "status": "SENT", "note": "`),
+        Buffer.from([0xff]),
+        Buffer.from('"}'),
+      ]),
+    ],
   ])("when the body is %s, then 4xx problem+json and nothing is stored", async (name, body) => {
     expectRejected(await webhookRaw(body), endpoint, name);
     expect(({} as { uuid?: unknown }).uuid).toBeUndefined(); // no prototype pollution

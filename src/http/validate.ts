@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import express, { type RequestHandler } from "express";
 import type { z } from "zod";
 import { fieldErrors, unsupportedMediaType, validationFailed } from "./problem.ts";
@@ -20,8 +21,16 @@ export const requireJsonBody: RequestHandler = (req, _res, next) => {
   next();
 };
 
+/**
+ * JSON text is UTF-8: bytes that are not (a stray 0xFF, an encoded lone surrogate) would be decoded as U+FFFD
+ * and the request would go on with text the caller never sent. Refused as malformed JSON instead.
+ */
+function refuseInvalidUtf8(_req: unknown, _res: unknown, body: Buffer): void {
+  if (!isUtf8(body)) throw Object.assign(new Error("not UTF-8"), { status: 400, type: "entity.parse.failed" });
+}
+
 /** The body parsing of a JSON route: the content type checked, then parsed (the same types), at most `limit`. */
 export const jsonBody = (limit: string): RequestHandler[] => [
   requireJsonBody,
-  express.json({ limit, strict: true, type: JSON_TYPES }),
+  express.json({ limit, strict: true, type: JSON_TYPES, verify: refuseInvalidUtf8 }),
 ];

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import express, { type RequestHandler, Router } from "express";
 import type { Database } from "../db/database.ts";
 import { withStorage } from "../db/errors.ts";
@@ -64,6 +65,8 @@ export function webhookRouter(deps: WebhookDeps): Router {
     async (req, res) => {
       const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       checkSignature(req, raw);
+      // Bytes that are not UTF-8 would be decoded as U+FFFD: refused as not JSON rather than stored changed.
+      if (!isUtf8(raw)) throw malformedJson();
       let body: unknown;
       try {
         body = JSON.parse(raw.toString("utf8"));
