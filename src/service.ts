@@ -94,6 +94,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     notifier,
     read: liveReads.read,
     readConcurrency: liveReads.concurrency,
+    readWaitMs: db.queryTimeoutMs,
     limits: { maxWatchers: config.LIVE_MAX_WATCHERS, maxWatchersPerKey: config.LIVE_MAX_WATCHERS_PER_KEY },
     onClose: liveReads.close,
   });

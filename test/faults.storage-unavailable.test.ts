@@ -168,6 +168,18 @@ describe.skipIf(embedded)("when another session holds an exclusive lock on the m
         expect(Date.now() - started, route).toBeLessThan(queryTimeoutMs * 4);
       }
       expect(t.logs.text).toContain("Query read timeout");
+
+      // Many watchers at once: each waits for a read at most the timeout, not behind every stuck read before it.
+      const started = Date.now();
+      const streams = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          request(t.app)
+            .get(`/v1/messages/${aUuid()}/stream`)
+            .timeout(queryTimeoutMs * 8),
+        ),
+      );
+      for (const res of streams) expectStorageUnavailable(res, "GET /v1/messages/:uuid/stream, 8 at once");
+      expect(Date.now() - started).toBeLessThan(queryTimeoutMs * 3);
     } finally {
       await locker.query("ROLLBACK");
       await locker.end();

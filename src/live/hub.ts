@@ -1,4 +1,4 @@
-import { withStorage } from "../db/errors.ts";
+import { StorageUnavailableError, withStorage } from "../db/errors.ts";
 import { AppError, notFound, shuttingDown } from "../http/problem.ts";
 import type { MessageView } from "../messages/schemas.ts";
 import type { MessageNotifier } from "./notifier.ts";
@@ -21,6 +21,11 @@ export interface LiveHubOptions {
    * than in the pool's queue, whose connection timeout would fail it.
    */
   readConcurrency?: number;
+  /**
+   * The longest a read waits for its turn (default 10 s, the database's query timeout): past it the watcher gets
+   * a 503 instead of queueing behind reads that are stuck on the database.
+   */
+  readWaitMs?: number;
   /** Safety net against a lost announcement: every watched message is re-read this often (0: never). */
   rereadMs?: number;
   /** Runs at the end of `close()` (the read pool). */
@@ -105,11 +110,26 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   };
 
   const readConcurrency = options.readConcurrency ?? 2;
+  const readWaitMs = options.readWaitMs ?? 10_000;
   let activeReads = 0;
   const queued: Array<() => void> = [];
+  /** Waits for a read slot, handed over by the read that ends (not re-counted), at most `readWaitMs`. */
+  function waitForTurn(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const turn = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        queued.splice(queued.indexOf(turn), 1);
+        reject(new StorageUnavailableError({ reason: "live reads waited past their deadline" }));
+      }, readWaitMs);
+      queued.push(turn);
+    });
+  }
   async function readInTurn(uuid: string, team: string | null): Promise<MessageView | undefined> {
     if (activeReads < readConcurrency) activeReads++;
-    else await new Promise<void>((resolve) => queued.push(resolve)); // the slot is handed over, not re-counted
+    else await waitForTurn();
     try {
       return await read(uuid, team);
     } finally {
