@@ -90,6 +90,16 @@ describe("the ops page without a session", () => {
     const wrong = await fetch(`${base}/ops/login`, { method: "POST", body: new URLSearchParams({ token: "nope" }) });
     expect(wrong.status).toBe(401);
     expect(wrong.headers.get("set-cookie")).toBeNull();
+    // Not a browser: the refusal is a problem, not the form.
+    expect(wrong.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(await wrong.json()).toMatchObject({ status: 401, code: "unauthorized" });
+    const wrongInBrowser = await fetch(`${base}/ops/login`, {
+      method: "POST",
+      headers: { accept: "text/html,application/xhtml+xml,*/*;q=0.8" },
+      body: new URLSearchParams({ token: "nope" }),
+    });
+    expect(wrongInBrowser.status).toBe(401);
+    expect(await wrongInBrowser.text()).toContain("That token is not right");
 
     const expires = Date.now() + 3_600_000;
     const forged = await fetch(`${base}/ops/api/overview`, {

@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import path from "node:path";
-import express, { type RequestHandler, Router } from "express";
+import express, { type Request, type RequestHandler, type Response, Router } from "express";
 import { rateLimit } from "express-rate-limit";
 import type pg from "pg";
 import { withStorage } from "../../db/errors.ts";
@@ -23,6 +23,12 @@ const unauthorized = (access: OpsAccess) =>
       ? "The ops page is locked: set OPS_TOKEN to use it."
       : "Sign in at /ops with OPS_TOKEN; the session cookie is sent with each request.",
   );
+
+/** A refused sign-in: the form again, saying why, for a browser posting it; the problem for any other client. */
+function refuseSignIn(req: Request, res: Response, message: string, problem: AppError): void {
+  if (req.accepts(["json", "html"]) === "html") res.status(problem.status).type("html").send(loginPage(message));
+  else sendProblem(res, problem);
+}
 
 /** The login form, answered with 401 to anyone without a session (no script; the message is ours, not input). */
 function loginPage(message: string): string {
@@ -71,19 +77,23 @@ export function opsPageRouter({ pool, access, stuckAfterMs }: OpsPageOptions): R
       limit: 10,
       standardHeaders: "draft-7",
       legacyHeaders: false,
-      // A browser posting the form sees the form again; any other client a problem.
-      handler: (req, res) => {
-        if (req.accepts(["json", "html"]) === "html") {
-          res.status(429).type("html").send(loginPage("Too many sign-in attempts. Wait a minute and try again."));
-          return;
-        }
-        sendProblem(res, new AppError({ code: "too_many_sign_ins", detail: "Wait a minute before signing in again." }));
-      },
+      handler: (req, res) =>
+        refuseSignIn(
+          req,
+          res,
+          "Too many sign-in attempts. Wait a minute and try again.",
+          new AppError({ code: "too_many_sign_ins", detail: "Wait a minute before signing in again." }),
+        ),
     }),
     express.urlencoded({ extended: false, limit: "2kb" }),
     (req, res) => {
       if (access.token === undefined || !tokenMatches(access, req.body?.token)) {
-        res.status(401).type("html").send(loginPage("That token is not right. Try again."));
+        refuseSignIn(
+          req,
+          res,
+          "That token is not right. Try again.",
+          unauthorizedProblem("The ops token is not right."),
+        );
         return;
       }
       setSessionCookie(res, access, newSession(access.token));
