@@ -78,6 +78,30 @@ describe("POST /v1/verifications", () => {
     expect(codesSentTo(t.betatel, to)).toEqual([code, code]);
   });
 
+  it("when a resend is refused by Betatel, then the send and the cooldown are given back and the error names the verification", async () => {
+    const { id, to, code } = await aVerification();
+    await moveClock("last_sent_at = last_sent_at - interval '31 seconds'", id);
+
+    t.betatel.reply({ status: 400, body: { message: "number cannot receive WhatsApp now" } });
+    const refused = await startVerification(t.app, owner.auth, to).expect(422);
+    expect(refused.body).toMatchObject({ code: "provider_rejected", id });
+
+    const resent = await startVerification(t.app, owner.auth, to).expect(200);
+    expect(resent.body).toMatchObject({ id, sendsLeft: 3 });
+    expect(codesSentTo(t.betatel, to)).toEqual([code, code, code]);
+  });
+
+  it("when Betatel answers a resend with 503 (the code may be out), then it counts and the error names the verification", async () => {
+    const { id, to } = await aVerification();
+    await moveClock("last_sent_at = last_sent_at - interval '31 seconds'", id);
+
+    t.betatel.reply({ status: 503, body: "try later" });
+    const failed = await startVerification(t.app, owner.auth, to).expect(502);
+    expect(failed.body).toMatchObject({ code: "provider_unavailable", id });
+    const tooSoon = await startVerification(t.app, owner.auth, to).expect(429);
+    expect(tooSoon.body).toMatchObject({ code: "resend_too_soon", id });
+  });
+
   it("when the code was sent 5 times, then 429 max_sends_reached", async () => {
     const { id, to } = await aVerification();
     for (let send = 2; send <= 5; send++) {

@@ -76,7 +76,8 @@ export async function deleteVerification(pool: pg.Pool, id: string): Promise<voi
 }
 
 export type ResendClaim =
-  | { kind: "claimed"; verification: VerificationRow }
+  /** `previousSentAt`: the last send before this one, to give the claim back if this send fails unsent. */
+  | { kind: "claimed"; verification: VerificationRow; previousSentAt: Date | null }
   | { kind: "none" }
   | { kind: "max_sends_reached"; verification: VerificationRow }
   | { kind: "too_soon"; verification: VerificationRow; retryAfterMs: number };
@@ -87,6 +88,11 @@ export type ResendClaim =
  */
 export function claimResend(pool: pg.Pool, team: string, to: string): Promise<ResendClaim> {
   return inTransaction(pool, async (sql) => {
+    const [before] = await sql<{ lastSentAt: Date | null }>(
+      `SELECT last_sent_at AS "lastSentAt" FROM verifications
+        WHERE team = $1 AND "to" = $2 AND status = 'pending' AND expires_at > now() FOR UPDATE`,
+      [team, to],
+    );
     const [claimed] = await sql<VerificationRow>(
       `UPDATE verifications SET sends = sends + 1, last_sent_at = now(), updated_at = now()
         WHERE team = $1 AND "to" = $2 AND status = 'pending' AND expires_at > now() AND sends < $3
@@ -94,7 +100,7 @@ export function claimResend(pool: pg.Pool, team: string, to: string): Promise<Re
         RETURNING ${COLUMNS}`,
       [team, to, MAX_SENDS, RESEND_COOLDOWN_MS],
     );
-    if (claimed) return { kind: "claimed", verification: claimed };
+    if (claimed) return { kind: "claimed", verification: claimed, previousSentAt: before?.lastSentAt ?? null };
     const [pending] = await sql<VerificationRow & { waitMs: number }>(
       `SELECT ${COLUMNS}, greatest(0, extract(epoch FROM last_sent_at - now()) * 1000 + $3)::float8 AS "waitMs"
          FROM verifications WHERE team = $1 AND "to" = $2 AND status = 'pending' AND expires_at > now()`,
@@ -104,6 +110,14 @@ export function claimResend(pool: pg.Pool, team: string, to: string): Promise<Re
     if (pending.sends >= MAX_SENDS) return { kind: "max_sends_reached", verification: pending };
     return { kind: "too_soon", verification: pending, retryAfterMs: pending.waitMs };
   });
+}
+
+/** Gives back a resend whose code never left (refused before or by Betatel): its send and its cooldown. */
+export async function releaseResend(pool: pg.Pool, id: string, previousSentAt: Date | null): Promise<void> {
+  await pool.query(
+    `UPDATE verifications SET sends = sends - 1, last_sent_at = $2, updated_at = now() WHERE id = $1 AND sends > 1`,
+    [id, previousSentAt],
+  );
 }
 
 /** A team's verification. */

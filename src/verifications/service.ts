@@ -14,6 +14,7 @@ import {
   findVerification,
   insertVerification,
   recordCheck,
+  releaseResend,
   type VerificationRow,
   verificationMessages,
 } from "./repository.ts";
@@ -154,7 +155,16 @@ export async function startVerification(
         headers: retryAfter(claim.retryAfterMs),
       });
   }
-  await sendCode(deps, claim.verification, request.apiKeyId, request.apiKey);
+  try {
+    await sendCode(deps, claim.verification, request.apiKeyId, request.apiKey);
+  } catch (error) {
+    // Unsent (refused before or by Betatel): the resend is given back, so the person can simply ask again.
+    if (!(error instanceof OtpMayBeOutError)) {
+      await releaseResend(pool, claim.verification.id, claim.previousSentAt).catch(() => {});
+    }
+    if (error instanceof AppError) error.extra.id = claim.verification.id;
+    throw error;
+  }
   deps.logger.info({ verificationId: claim.verification.id, to: maskPhone(request.to) }, "verification code resent");
   return { status: 200, body: await withStorage(() => view(pool, claim.verification)) };
 }
