@@ -8,7 +8,7 @@ import { requireApiKey } from "./http/auth.ts";
 import { browserOrigins } from "./http/cors.ts";
 import { lightRequestLogger, requestLogger } from "./http/logging.ts";
 import { notFoundHandler, problemHandler } from "./http/problem.ts";
-import { securityHeaders } from "./http/security.ts";
+import { requireHostHeader, securityHeaders } from "./http/security.ts";
 import { createKeyResolver, type KeyResolver } from "./keys/resolver.ts";
 import { sendRateLimit } from "./limits/key-rate-limit.ts";
 import { createSendGuard } from "./limits/send-guard.ts";
@@ -73,6 +73,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Which client address req.ip reports behind proxies (the webhook allowlist and per-sender limits use it).
   app.set("trust proxy", config.TRUST_PROXY);
   app.use(metrics.httpMiddleware);
+  app.use(requireHostHeader);
   // Betatel's webhook, the hot path, before the browser-facing middleware: a machine-to-machine route needs no
   // helmet headers, and its request line is logged without a child logger per request.
   app.use(

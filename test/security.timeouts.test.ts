@@ -78,12 +78,19 @@ describe("requests Node refuses before the app sees them", () => {
     ["headers over Node's limit", `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, 431],
     ["a request line that is not HTTP", "HELLO THERE\r\n\r\n", 400],
     ["a header with a bad character", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad\u0001: y\r\n\r\n", 400],
+    ["no Host header (HTTP/1.1)", "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 400],
+    [
+      "an Expect it does not meet",
+      "POST /v1/messages HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}",
+      417,
+    ],
+    ["the CONNECT method", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405],
   ])(
     "when the request has %s, then its 4xx has a problem+json body and the connection closes",
     async (_name, raw, status) => {
       const answer = await exchange(raw);
       expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
-      expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/i);
+      expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json(; charset=utf-8)?\r\n/i);
       expect(problemOf(answer)).toMatchObject({ status, code: "bad_request", title: expect.any(String) });
     },
   );

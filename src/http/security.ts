@@ -1,4 +1,4 @@
-import { type Server, type ServerOptions, STATUS_CODES } from "node:http";
+import { type IncomingMessage, type Server, type ServerOptions, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { RequestHandler } from "express";
 import helmet from "helmet";
@@ -20,6 +20,8 @@ export const HTTP_SERVER_OPTIONS: ServerOptions = {
   requestTimeout: 30_000,
   keepAliveTimeout: 65_000,
   connectionsCheckingInterval: 1_000,
+  // Checked by `requireHostHeader` instead, which answers problem+json.
+  requireHostHeader: false,
 };
 
 const CLIENT_ERRORS: Record<string, { status: number; detail: string }> = {
@@ -27,9 +29,17 @@ const CLIENT_ERRORS: Record<string, { status: number; detail: string }> = {
   ERR_HTTP_REQUEST_TIMEOUT: { status: 408, detail: "The request did not arrive in time." },
 };
 
+/** A `bad_request` problem with its own status, as the raw bytes of a response that closes the connection. */
+function rawProblem(status: number, detail: string): string {
+  const title = STATUS_CODES[status] ?? "Bad Request";
+  const body = JSON.stringify(problemBody(new AppError({ code: "bad_request", status, title, detail })));
+  return `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+
 /**
- * Requests Node refuses before the app sees them (headers too large, too slow, unreadable) are answered as
- * problem+json like every other refusal, not with Node's bare status line.
+ * Requests Node refuses before the app sees them (headers too large, too slow, unreadable, an `Expect` it does
+ * not meet, a CONNECT) are answered as problem+json like every other refusal, not with Node's bare status line
+ * or a closed socket.
  */
 export function answerClientErrorsAsProblems(server: Server): void {
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
@@ -43,10 +53,20 @@ export function answerClientErrorsAsProblems(server: Server): void {
       status: 400,
       detail: "The request could not be read.",
     };
-    const title = STATUS_CODES[status] ?? "Bad Request";
-    const body = JSON.stringify(problemBody(new AppError({ code: "bad_request", status, title, detail })));
-    socket.end(
-      `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    socket.end(rawProblem(status, detail));
+  });
+  server.on("checkExpectation", (_req: IncomingMessage, res: ServerResponse) => {
+    res.socket?.end(rawProblem(417, "Only Expect: 100-continue is understood."));
+  });
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    socket.end(rawProblem(405, "CONNECT is not served here."));
   });
 }
+
+/** HTTP/1.1 requires a Host header (Node's own check answers a bare 400, so it is made here instead). */
+export const requireHostHeader: RequestHandler = (req, _res, next) => {
+  if (req.headers.host === undefined && req.httpVersion === "1.1") {
+    return next(new AppError({ code: "bad_request", detail: "An HTTP/1.1 request needs a Host header." }));
+  }
+  next();
+};
