@@ -141,16 +141,39 @@ describe.skipIf(embedded)("when the database only accepts reads (a standby after
   });
 });
 
+/**
+ * Runs `work` against an app whose queries give up after `queryTimeoutMs`, while another session holds `tables`
+ * locked exclusively until `unlock` (or the end).
+ */
+async function withTablesLocked(
+  tables: string,
+  queryTimeoutMs: number,
+  work: (t: TestApp, unlock: () => Promise<void>) => Promise<void>,
+) {
+  const t = await startTestAppOn(await openDatabase({ url: scratch.url, dataDir: "", poolSize: 3, queryTimeoutMs }));
+  const locker = new pg.Client({ connectionString: scratch.url });
+  await locker.connect();
+  let locked = false;
+  const unlock = async () => {
+    if (locked) await locker.query("ROLLBACK");
+    locked = false;
+  };
+  try {
+    await locker.query("BEGIN");
+    await locker.query(`LOCK TABLE ${tables} IN ACCESS EXCLUSIVE MODE`);
+    locked = true;
+    await work(t, unlock);
+  } finally {
+    await unlock();
+    await locker.end();
+    await t.close();
+  }
+}
+
 describe.skipIf(embedded)("when another session holds an exclusive lock on the message tables", () => {
   it("then reads, live status and the webhook answer 503 after the query timeout instead of waiting for the lock, and serve once it goes", async () => {
     const queryTimeoutMs = 1_000;
-    const db = await openDatabase({ url: scratch.url, dataDir: "", poolSize: 3, queryTimeoutMs });
-    const t = await startTestAppOn(db);
-    const locker = new pg.Client({ connectionString: scratch.url });
-    await locker.connect();
-    try {
-      await locker.query("BEGIN");
-      await locker.query("LOCK TABLE messages, message_events IN ACCESS EXCLUSIVE MODE");
+    await withTablesLocked("messages, message_events", queryTimeoutMs, async (t, unlock) => {
       const routes: [string, () => request.Test][] = [
         ["GET /v1/messages/:uuid", () => request(t.app).get(`/v1/messages/${stored}`)],
         ["GET /v1/messages", () => request(t.app).get("/v1/messages?limit=5")],
@@ -180,28 +203,17 @@ describe.skipIf(embedded)("when another session holds an exclusive lock on the m
       );
       for (const res of streams) expectStorageUnavailable(res, "GET /v1/messages/:uuid/stream, 8 at once");
       expect(Date.now() - started).toBeLessThan(queryTimeoutMs * 3);
-    } finally {
-      await locker.query("ROLLBACK");
-      await locker.end();
-    }
-    try {
+
+      await unlock();
       // The timed-out queries' connections were dropped: fresh ones serve.
       expect((await request(t.app).get(`/v1/messages/${stored}`)).status).toBe(200);
-    } finally {
-      await t.close();
-    }
+    });
   });
 });
 
 describe.skipIf(embedded)("when the message table is locked while an OTP Betatel accepted is being stored", () => {
   it("then 503 with the uuid (replayed for its Idempotency-Key), the process keeps serving, and the OTP is not sent twice", async () => {
-    const db = await openDatabase({ url: scratch.url, dataDir: "", poolSize: 3, queryTimeoutMs: 1_000 });
-    const t = await startTestAppOn(db);
-    const locker = new pg.Client({ connectionString: scratch.url });
-    await locker.connect();
-    try {
-      await locker.query("BEGIN");
-      await locker.query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+    await withTablesLocked("messages", 1_000, async (t, unlock) => {
       const body = { to: aPhoneNumber(), text: "Your code is 246801" };
       const key = `stuck-store-${aUuid()}`;
       const send = () => request(t.app).post("/v1/messages").set("Idempotency-Key", key).send(body);
@@ -209,38 +221,26 @@ describe.skipIf(embedded)("when the message table is locked while an OTP Betatel
       expect(first.status).toBe(503);
       expect(first.body).toMatchObject({ code: "storage_unavailable", uuid: expect.any(String) });
       expect(t.betatel.requests).toHaveLength(1);
-      await locker.query("ROLLBACK");
+
+      await unlock();
       const again = await send();
       expect(again.status).toBe(503);
       expect(again.body.uuid).toBe(first.body.uuid);
       expect(t.betatel.requests).toHaveLength(1);
       expect((await request(t.app).get(`/v1/messages/${stored}`)).status).toBe(200);
-    } finally {
-      await locker.end();
-      await t.close();
-    }
+    });
   }, 30_000);
 });
 
 describe.skipIf(embedded)("when a table a transaction needs is locked", () => {
   it("then the request answers 503 within the query timeout, not after a ROLLBACK queued behind the stuck statement", async () => {
     const queryTimeoutMs = 2_000;
-    const db = await openDatabase({ url: scratch.url, dataDir: "", poolSize: 3, queryTimeoutMs });
-    const t = await startTestAppOn(db);
-    const locker = new pg.Client({ connectionString: scratch.url });
-    await locker.connect();
-    try {
-      await locker.query("BEGIN");
-      await locker.query("LOCK TABLE verifications IN ACCESS EXCLUSIVE MODE");
+    await withTablesLocked("verifications", queryTimeoutMs, async (t) => {
       const started = Date.now();
       const res = await request(t.app).post("/v1/verifications").send({ to: aPhoneNumber() }).timeout(10_000);
       expectStorageUnavailable(res, "POST /v1/verifications");
       expect(Date.now() - started).toBeLessThan(queryTimeoutMs + 1_000);
       expect(t.betatel.requests).toHaveLength(0);
-    } finally {
-      await locker.query("ROLLBACK");
-      await locker.end();
-      await t.close();
-    }
+    });
   });
 });
