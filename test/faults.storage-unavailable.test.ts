@@ -244,3 +244,33 @@ describe.skipIf(embedded)("when a table a transaction needs is locked", () => {
     });
   });
 });
+
+describe.skipIf(embedded)("when the Idempotency-Key table is locked", () => {
+  it("then sends with a key answer 503 without calling Betatel, and no connection is left behind once the lock goes", async () => {
+    await withTablesLocked("idempotency_keys", 1_000, async (t, unlock) => {
+      const sends = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          request(t.app)
+            .post("/v1/messages")
+            .set("Idempotency-Key", `locked-keys-${aUuid()}`)
+            .send({ to: aPhoneNumber(), text: "Your code is 975310" })
+            .timeout(15_000),
+        ),
+      );
+      for (const res of sends) expectStorageUnavailable(res, "POST /v1/messages with Idempotency-Key");
+      expect(t.betatel.requests).toHaveLength(0);
+      await new Promise((resolve) => setTimeout(resolve, 2_500)); // longer than two timeouts
+
+      await unlock();
+      // The pool (3 connections) serves again: none is stuck in a transaction the stall left open.
+      for (let i = 0; i < 4; i++) {
+        const res = await request(t.app)
+          .post("/v1/messages")
+          .set("Idempotency-Key", `after-lock-${aUuid()}`)
+          .send({ to: aPhoneNumber(), text: "Your code is 975311" })
+          .timeout(15_000);
+        expect(res.status).toBe(201);
+      }
+    });
+  }, 60_000);
+});

@@ -4,6 +4,7 @@ import type { Response } from "express";
 import type { Database } from "../db/database.ts";
 import type { Prisma } from "../generated/prisma/client.ts";
 import { AppError, STORAGE_RETRY_AFTER_SECONDS } from "../http/problem.ts";
+import { insertIdempotencyClaim } from "./repository.ts";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -57,11 +58,8 @@ export async function claimIdempotencyKey(
   let waited = false;
   for (;;) {
     if (!waited) {
-      const { count } = await db.prisma.idempotencyKey.createMany({
-        data: [{ scope, key, requestHash: fingerprint }],
-        skipDuplicates: true,
-      });
-      if (count === 1) return { kind: "claimed" };
+      const claim = { scope, key, requestHash: fingerprint, createdAt: new Date() };
+      if (await insertIdempotencyClaim(db, claim)) return { kind: "claimed" };
     }
     const existing = await db.prisma.idempotencyKey.findUnique({ where: { scope_key: { scope, key } } });
     if (!existing) {

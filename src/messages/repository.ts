@@ -237,3 +237,22 @@ function toEventView(row: EventRow): EventView {
     source: row.source,
   };
 }
+
+/**
+ * Claims an Idempotency-Key: true when this request's row was inserted, false when the key is taken. In a
+ * transaction of its own, so that a stalled insert is stopped and rolled back by the server (a claim that
+ * committed later, unseen, would answer 409 for a day although nothing was sent).
+ */
+export async function insertIdempotencyClaim(
+  db: Pick<Database, "pool">,
+  claim: { scope: string; key: string; requestHash: string; createdAt: Date },
+): Promise<boolean> {
+  const inserted = await inTransaction(db.pool, (sql) =>
+    sql(
+      `INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (scope, key) DO NOTHING RETURNING 1 AS claimed`,
+      [claim.scope, claim.key, claim.requestHash, claim.createdAt],
+    ),
+  );
+  return inserted.length === 1;
+}
