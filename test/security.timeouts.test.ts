@@ -84,11 +84,18 @@ describe("requests Node refuses before the app sees them", () => {
       "POST /v1/messages HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}",
       417,
     ],
+    [
+      "an Expect it does not meet, pipelined behind another request",
+      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n",
+      417,
+    ],
     ["the CONNECT method", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405],
   ])(
     "when the request has %s, then its 4xx has a problem+json body and the connection closes",
     async (_name, raw, status) => {
-      const answer = await exchange(raw);
+      const exchanged = await exchange(raw);
+      // The refusal: the last status line, after any earlier answer on the connection.
+      const answer = exchanged.slice([...exchanged.matchAll(/HTTP\/1\.1 \d{3} /g)].at(-1)?.index ?? 0);
       expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
       expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json(; charset=utf-8)?\r\n/i);
       expect(problemOf(answer)).toMatchObject({ status, code: "bad_request", title: expect.any(String) });

@@ -56,7 +56,18 @@ export function answerClientErrorsAsProblems(server: Server): void {
     socket.end(rawProblem(status, detail));
   });
   server.on("checkExpectation", (_req: IncomingMessage, res: ServerResponse) => {
-    res.socket?.end(rawProblem(417, "Only Expect: 100-continue is understood."));
+    // Through the response, not its socket: a request pipelined behind another has no socket of its own yet.
+    const detail = "Only Expect: 100-continue is understood.";
+    const body = JSON.stringify(
+      problemBody(new AppError({ code: "bad_request", status: 417, title: STATUS_CODES[417], detail })),
+    );
+    res
+      .writeHead(417, {
+        "Content-Type": "application/problem+json",
+        "Content-Length": Buffer.byteLength(body),
+        Connection: "close",
+      })
+      .end(body);
   });
   server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
     socket.end(rawProblem(405, "CONNECT is not served here."));
